@@ -1,0 +1,143 @@
+"""Sample fakes from the demo generators and assemble the mini-ASFD as an ordinary dataset.
+
+Every fake goes through exactly the codec the real faces went through (JPEG at the same quality,
+same encoder settings), then the ``assemble`` step lays real and fake images out as
+``<root>/<generator>/<split>/*.jpg`` with a ``labels.csv`` (path, family, generator, split) that
+the ``prepare`` stage ingests like any user dataset: the demo exercises the same path as real data.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from pipeline.demo.faces import encode_jpeg, load_faces
+from pipeline.demo.generators import read_spec, sample_generator
+from pipeline.demo.quality import quality_report
+from pipeline.errors import ConfigError, InputDataError, MultireconWarning
+from pipeline.plots import save_image_grid
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["FakeCounts", "assemble_dataset", "write_fakes"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FakeCounts:
+    """How many fakes per split: training-protocol generators fill train/val/test (in-distribution
+    test); unseen generators only test."""
+
+    n_train: int
+    n_val: int
+    n_test_id: int
+    n_test: int
+
+    def splits_for(self, role: str) -> list[str]:
+        if role == "train":
+            return ["train"] * self.n_train + ["val"] * self.n_val + ["test"] * self.n_test_id
+        if role == "test":
+            return ["test"] * self.n_test
+        raise ConfigError(f"generator role must be 'train' or 'test'. Got {role!r} instead.")
+
+
+def _decode_jpeg(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert("RGB")).transpose(2, 0, 1)
+
+
+def write_fakes(
+    model_dir: Path,
+    faces_dir: Path,
+    out_dir: Path,
+    counts: FakeCounts,
+    *,
+    seed: int,
+    batch_size: int,
+    device: torch.device,
+    jpeg_quality: int = 75,
+    tolerance: float = 0.15,
+) -> dict:
+    """Sample a generator's share of fakes, JPEG them, and write a quality report and grid."""
+    spec = read_spec(model_dir)
+    splits = counts.splits_for(spec.role)
+    images = sample_generator(model_dir, len(splits), seed=seed, batch_size=batch_size, device=device)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows, decoded = [], []
+    for i, (img, split) in enumerate(tqdm(list(zip(images, splits, strict=True)), desc=f"jpeg {spec.name}")):
+        data = encode_jpeg(np.ascontiguousarray(img.transpose(1, 2, 0)), jpeg_quality)
+        rel = f"{split}/{i:06d}.jpg"
+        (out_dir / split).mkdir(exist_ok=True)
+        (out_dir / rel).write_bytes(data)
+        rows.append({"path": rel, "split": split})
+        decoded.append(_decode_jpeg(data))
+    with (out_dir / "labels.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["path", "split"])
+        w.writeheader()
+        w.writerows(rows)
+    fakes = np.stack(decoded)
+    save_image_grid(fakes[:64], out_dir / "samples.png")
+    report = quality_report(
+        fakes, load_faces(faces_dir, "train"), load_faces(faces_dir, "test"), tolerance=tolerance
+    ).to_dict()
+    report.update(generator=spec.name, kind=spec.kind, family=spec.family, role=spec.role)
+    (out_dir / "quality.json").write_text(json.dumps(report, indent=2, sort_keys=True))
+    if not report["ok"]:
+        msg = (
+            f"generator {spec.name!r}: samples differ from real faces beyond tolerance {tolerance}"
+            f" (relative gaps {report['relative_gap']}, copies {report['copies']}): detectors may learn these"
+            " statistics instead of the generator. Train it longer (see README, demo sizes)."
+        )
+        log.warning(msg)
+        warnings.warn(msg, MultireconWarning, stacklevel=2)
+    return report
+
+
+def assemble_dataset(faces_dir: Path, fakes: dict[str, Path], out_dir: Path) -> dict[str, dict[str, int]]:
+    """Lay out real faces and every generator's fakes as one list-layout dataset in ``out_dir``.
+
+    Files are copied byte for byte (no re-encoding). Returns counts per generator and split.
+    """
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    sources: list[tuple[str, str, Path]] = [("real", "real", faces_dir)]
+    for name, folder in sorted(fakes.items()):
+        sources.append((name, "", folder))
+    rows = []
+    counts: dict[str, dict[str, int]] = {}
+    for generator, family, folder in sources:
+        labels = folder / "labels.csv"
+        if not labels.is_file():
+            raise InputDataError(
+                f"{str(labels)!r} not found: run the stage that makes {str(folder)!r} first."
+            )
+        if not family:
+            family = json.loads((folder / "quality.json").read_text())["family"]
+        with labels.open(newline="") as fh:
+            for r in csv.DictReader(fh):
+                rel = f"{generator}/{r['path']}"
+                (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(folder / r["path"], out_dir / rel)
+                rows.append({"path": rel, "family": family, "generator": generator, "split": r["split"]})
+                counts.setdefault(generator, {}).setdefault(r["split"], 0)
+                counts[generator][r["split"]] += 1
+    with (out_dir / "labels.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["path", "family", "generator", "split"])
+        w.writeheader()
+        w.writerows(rows)
+    log.info("mini-ASFD assembled <out=%s> <counts=%s>", out_dir, counts)
+    return counts
