@@ -1,0 +1,123 @@
+"""The `multirecon` command: environment checks and project helpers around the DVC pipeline.
+
+The pipeline itself runs through DVC (`dvc repro`, `dvc exp run -S recon.steps=20`); this command
+tells you whether the machine is ready and switches parameter profiles.
+"""
+
+from __future__ import annotations
+
+import importlib
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="multirecon: synthetic-face detection by multi-reconstruction, as a cached DVC pipeline.\n\n"
+    "Run the pipeline with `dvc repro`; use these commands to check the setup and switch profiles.",
+)
+
+PACKAGES = (
+    "torch",
+    "diffusers",
+    "dvc",
+    "zarr",
+    "numcodecs",
+    "pyarrow",
+    "typer",
+    "PIL",
+    "numpy",
+    "safetensors",
+    "dvclive",
+    "skimage",
+    "sklearn",
+    "matplotlib",
+)
+
+
+def _version(module: str) -> str | None:
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        return None
+    return str(getattr(mod, "__version__", "installed"))
+
+
+@app.command()
+def doctor(project: Path = typer.Option(Path("."), help="Project root (where dvc.yaml is).")) -> None:
+    """Print package versions, the compute device, DVC remote status and anything missing."""
+    missing: list[str] = []
+    typer.echo(f"python      {platform.python_version()} ({platform.machine()})")
+    for name in PACKAGES:
+        v = _version(name)
+        typer.echo(f"{name:<11} {v or 'MISSING'}")
+        if v is None:
+            missing.append(f"python package {name!r} (run `make setup`)")
+    if _version("torch"):
+        import torch
+
+        from pipeline.device import resolve_device
+
+        dev = resolve_device("auto")
+        extra = ""
+        if dev.type == "cuda":
+            bf16 = "yes" if torch.cuda.is_bf16_supported() else "no"
+            extra = f" ({torch.cuda.get_device_name(0)}, bf16={bf16})"
+        threads = torch.get_num_threads()
+        typer.echo(f"device      {dev}{extra}; torch threads {threads}; cuda build {torch.version.cuda}")
+    if shutil.which("dvc") is None:
+        missing.append("`dvc` executable on PATH")
+    else:
+        remotes = subprocess.run(["dvc", "remote", "list"], cwd=project, capture_output=True, text=True)
+        default = subprocess.run(["dvc", "remote", "default"], cwd=project, capture_output=True, text=True)
+        lines = remotes.stdout.strip().splitlines()
+        typer.echo(f"dvc remotes {len(lines)} configured; default: {default.stdout.strip() or 'none'}")
+        for line in lines:
+            name, url = [*line.split(None, 1), ""][:2]
+            reach = ""
+            if "://" not in url:
+                reach = " (reachable)" if (project / url).exists() or Path(url).exists() else " (NOT FOUND)"
+            typer.echo(f"  {name}: {url}{reach}")
+        if not lines:
+            typer.echo("  (no remote: `dvc push` has nowhere to go; see README 'Sharing caches')")
+    params = project / "params.yaml"
+    if params.is_file():
+        from pipeline.params import get, load_params
+
+        p = load_params(params)
+        src = Path(str(get(p, "demo.faces.source", "")))
+        if src and not (project / src).exists() and not src.exists():
+            if not str(src).startswith("data/"):
+                missing.append(f"real-face folder demo.faces.source={str(src)!r}")
+    else:
+        missing.append(f"{params} (run from the project root)")
+    shared = project.resolve().parent / "shared" / "data" / "utkface"
+    typer.echo(
+        f"shared data {'found at ' + str(shared) if shared.is_dir() else 'absent (tests needing it skip)'}"
+    )
+    if missing:
+        typer.echo("missing:")
+        for m in missing:
+            typer.echo(f"  - {m}")
+        raise typer.Exit(code=1)
+    typer.echo("nothing missing")
+
+
+@app.command()
+def profile(
+    name: str = typer.Argument(..., help="Profile name: a file profiles/<name>.yaml (quick, full)."),
+    project: Path = typer.Option(Path("."), help="Project root."),
+) -> None:
+    """Merge profiles/NAME.yaml onto params.yaml (in place; see the change with `git diff`)."""
+    from pipeline.profiles import apply_profile
+
+    apply_profile(name, project / "params.yaml", project / "profiles")
+    typer.echo(f"params.yaml now uses profile {name!r}; run `dvc repro`.")
+
+
+if __name__ == "__main__":
+    app()
