@@ -1,0 +1,408 @@
+"""DDIM inversion + DDIM reconstruction with a diffusers ``UNet2DModel`` (paper Sec. III-B2, DIRE).
+
+For an image x0: deterministic DDIM inversion (eta = 0, paper Eq. 3) walks x0 -> x_T, then deterministic
+DDIM sampling (Eq. 2) walks x_T -> x0' with the same UNet. Images the model generated itself come back
+closer than real photos (the premise the detectors exploit).
+
+Scheduler pair: `DDIMScheduler` and `DDIMInverseScheduler` are built from ONE config with the same
+overrides, so betas, timestep spacing, step count and ``steps_offset`` are identical and the inverse chain
+visits exactly the noise levels the forward chain visits, in reverse:
+
+* ``clip_sample=False`` on both: clipping the predicted x0 breaks invertibility (and DIRE does not clip).
+* ``thresholding=False`` (a pixel-space sampling trick, not invertible; the inverse scheduler lacks it).
+* ``set_alpha_to_one=True`` on both: inversion starts from alpha_bar = 1 (the clean image) and sampling
+  ends there. With ``False`` both ends sit at ``alphas_cumprod[0]`` and the first inverse / last forward
+  step is an identity that still costs a UNet call (diffusers 0.42.1, `scheduling_ddim_inverse.py`).
+* ``timestep_spacing`` must be ``leading`` or ``trailing``: the inverse scheduler has no ``linspace``.
+
+Following diffusers' inversion pipelines, the inverse step to noise level t evaluates the UNet at t on
+the current (less noisy) sample. Scheduler arithmetic is float32; only the UNet runs under autocast.
+
+Model folders: a pipeline-style folder (``unet/`` + ``scheduler/scheduler_config.json``, what
+`pipeline.demo.dm_training.train_dm` writes) or a model folder with the UNet at its root and a
+``scheduler_config.json`` beside it, e.g. a download of the hub model ``google/ddpm-ema-celebahq-256``
+(256 px; set ``data.resolution: 256``). ADM / guided-diffusion ``.pt`` checkpoints (the paper's model)
+cannot be loaded by diffusers and are not supported.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from diffusers import DDIMInverseScheduler, DDIMScheduler, UNet2DModel
+
+from pipeline.device import autocast_dtype, parse_precision, resolve_device
+from pipeline.errors import ConfigError, ModelLoadError, MultireconError
+from pipeline.imaging import to_model
+from pipeline.models.checkpoint import weights_hash
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = [
+    "SCHEDULER_OVERRIDES",
+    "DDIMReconstructor",
+    "DdimModel",
+    "NonFiniteReconstructionError",
+    "build_ddim_schedulers",
+    "load_ddim_model",
+    "locate_model_parts",
+]
+
+logger = logging.getLogger(__name__)
+
+SCHEDULER_OVERRIDES: dict[str, Any] = {"clip_sample": False, "thresholding": False, "set_alpha_to_one": True}
+_WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+_PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
+_SPACINGS = ("leading", "trailing")
+_BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
+
+
+class NonFiniteReconstructionError(MultireconError):
+    """A reconstruction stayed NaN/Inf even in float32: the model or the input is broken."""
+
+
+def locate_model_parts(model_dir: str | Path) -> tuple[Path, Path]:
+    """Find ``(unet_folder, scheduler_config_json)`` in either supported layout, or raise `ModelLoadError`."""
+    root = Path(model_dir)
+    if not root.is_dir():
+        raise ModelLoadError(f"diffusion model folder {str(root)!r} does not exist (or is not a folder).")
+    if (root / "unet").is_dir():
+        unet_dir, sched = root / "unet", root / "scheduler" / "scheduler_config.json"
+        layout = "pipeline-style (unet/ + scheduler/)"
+    else:
+        unet_dir, sched = root, root / "scheduler_config.json"
+        layout = "model folder (config.json + scheduler_config.json at the root)"
+    missing = [str(p) for p in (unet_dir / "config.json", sched) if not p.is_file()]
+    if not any((unet_dir / w).is_file() for w in _WEIGHT_FILES):
+        missing.append(f"{unet_dir}/{_WEIGHT_FILES[0]} (or .bin)")
+    if missing:
+        raise ModelLoadError(
+            f"diffusion model folder {str(root)!r} read as a {layout} lacks: {', '.join(missing)}."
+        )
+    return unet_dir, sched
+
+
+def _check_unet_config(unet_dir: Path, resolution: int | None) -> dict[str, Any]:
+    """Reject conditional, wrong-channel or wrong-size UNets from config.json alone, before any weights."""
+    path = unet_dir / "config.json"
+    try:
+        cfg = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"UNet config {str(path)!r} is not readable JSON: {exc}.") from exc
+    cls = cfg.get("_class_name")
+    if cls != "UNet2DModel":
+        raise ModelLoadError(
+            f"UNet config {str(path)!r} describes a {cls!r}; DDIM reconstruction needs an unconditional "
+            "'UNet2DModel' (text/class-conditional UNets are not supported)."
+        )
+    if cfg.get("class_embed_type") is not None or cfg.get("num_class_embeds") is not None:
+        raise ModelLoadError(
+            f"UNet config {str(path)!r} is class-conditional; an unconditional UNet is needed."
+        )
+    for key in ("in_channels", "out_channels"):
+        if cfg.get(key, 3) != 3:
+            raise ModelLoadError(
+                f"UNet config {str(path)!r} has `{key}` = {cfg.get(key)}; a pixel-space RGB model needs 3 "
+                "(latent-diffusion UNets cannot reconstruct pixels here)."
+            )
+    size = cfg.get("sample_size")
+    sizes = tuple(size) if isinstance(size, list | tuple) else (size, size)
+    if resolution is not None and sizes != (resolution, resolution):
+        raise ModelLoadError(
+            f"UNet config {str(path)!r} has `sample_size` = {size}, but `data.resolution` is {resolution}."
+        )
+    return cfg
+
+
+def build_ddim_schedulers(
+    config: dict[str, Any], *, source: str = "scheduler config"
+) -> tuple[DDIMScheduler, DDIMInverseScheduler]:
+    """The forward/inverse DDIM pair from one scheduler config with `SCHEDULER_OVERRIDES` applied to both.
+
+    Args:
+        config (`dict`): any diffusers scheduler config holding the training betas (DDPM, DDIM, PNDM, ...).
+        source (`str`): where the config came from, for error messages.
+    """
+    bad = {
+        "prediction_type": (config.get("prediction_type", "epsilon"), _PREDICTION_TYPES),
+        "timestep_spacing": (config.get("timestep_spacing", "leading"), _SPACINGS),
+        "beta_schedule": (config.get("beta_schedule", "linear"), _BETA_SCHEDULES),
+    }
+    for key, (value, allowed) in bad.items():
+        if value not in allowed and not (key == "beta_schedule" and config.get("trained_betas") is not None):
+            raise ModelLoadError(f"{source}: `{key}` = {value!r} is not supported; allowed: {allowed}.")
+    forward = DDIMScheduler.from_config(config, **SCHEDULER_OVERRIDES)
+    inverse = DDIMInverseScheduler.from_config(forward.config, **SCHEDULER_OVERRIDES)
+    return forward, inverse
+
+
+@dataclass(frozen=True, kw_only=True)
+class DdimModel:
+    """A validated, loaded diffusion model and its DDIM scheduler pair."""
+
+    unet: UNet2DModel
+    scheduler: DDIMScheduler
+    inverse_scheduler: DDIMInverseScheduler
+    model_dir: Path
+    unet_dir: Path
+    weights_hash: str
+    scheduler_source: dict[str, Any] = field(default_factory=dict)
+
+
+def load_ddim_model(
+    model_dir: str | Path, *, resolution: int | None = None, expected_hash: str | None = None
+) -> DdimModel:
+    """Validate a diffusers model folder, then load it (CPU, float32, eval mode).
+
+    Every check that can fail (layout, UNet kind, channels, ``sample_size`` vs ``resolution``, scheduler
+    settings, weight hash) runs before the weights are read, and errors name the path and the problem.
+
+    Args:
+        model_dir (`str | Path`): pipeline-style or model-style folder (see the module docstring).
+        resolution (`int`, *optional*): required ``sample_size`` (``data.resolution``); None skips the check.
+        expected_hash (`str`, *optional*): `weights_hash` of the UNet folder the caller expects.
+    """
+    root = Path(model_dir)
+    unet_dir, sched_path = locate_model_parts(root)
+    _check_unet_config(unet_dir, resolution)
+    try:
+        sched_cfg = json.loads(sched_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"scheduler config {str(sched_path)!r} is not readable JSON: {exc}.") from exc
+    scheduler, inverse = build_ddim_schedulers(sched_cfg, source=f"scheduler config {str(sched_path)!r}")
+    digest = weights_hash(unet_dir)
+    if expected_hash is not None and digest != expected_hash:
+        raise ModelLoadError(
+            f"UNet weights in {str(unet_dir)!r} hash to {digest[:16]}..., expected {expected_hash[:16]}...; "
+            "the model changed since the hash was recorded."
+        )
+    try:
+        unet = UNet2DModel.from_pretrained(str(unet_dir), low_cpu_mem_usage=False)
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise ModelLoadError(f"diffusers could not load the UNet in {str(unet_dir)!r}: {exc}") from exc
+    bad = [n for n, p in unet.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        raise ModelLoadError(f"UNet weights in {str(unet_dir)!r} contain NaN/Inf, e.g. in {bad[:3]}.")
+    unet.eval().requires_grad_(False)
+    return DdimModel(
+        unet=unet,
+        scheduler=scheduler,
+        inverse_scheduler=inverse,
+        model_dir=root,
+        unet_dir=unet_dir,
+        weights_hash=digest,
+        scheduler_source=sched_cfg,
+    )
+
+
+def _scheduler_json(s: DDIMScheduler | DDIMInverseScheduler) -> dict[str, Any]:
+    return json.loads(s.to_json_string())
+
+
+class DDIMReconstructor:
+    """Batched DDIM inversion + reconstruction, the reconstructor callable of the cache writer.
+
+    Args:
+        model_dir (`str | Path`): diffusers model folder (validated by `load_ddim_model`).
+        steps (`int`): DDIM steps of each direction (``recon.steps``); 2 * steps UNet calls per image.
+        batch_size (`int`, defaults to 32): images per UNet call.
+        device (`str`, defaults to `"auto"`): see `pipeline.device.resolve_device`.
+        precision (`str`, defaults to `"fp32"`): ``fp32 | bf16 | fp16 | auto``; reduced precision is UNet
+            autocast only, and a batch that comes out non-finite is redone in float32.
+        compile (`bool`, defaults to False): wrap the UNet in ``torch.compile`` (slow first call).
+        channels_last (`bool`, defaults to True): channels-last memory format (faster convs on CPU).
+        resolution (`int`, *optional*): required model ``sample_size`` (``data.resolution``).
+        expected_hash (`str`, *optional*): required UNet weight hash.
+
+    Call with uint8 `(B, 3, H, W)`; returns float32 `(B, 3, H, W)` reconstructions in model units
+    `[-1, 1]`, unclipped. Deterministic for a given input (eta = 0, no noise is drawn).
+    """
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        steps: int,
+        batch_size: int = 32,
+        device: str = "auto",
+        precision: str = "fp32",
+        compile: bool = False,
+        channels_last: bool = True,
+        resolution: int | None = None,
+        expected_hash: str | None = None,
+    ) -> None:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"`recon.batch_size` must be a positive int. Got {batch_size!r} instead.")
+        self.precision = parse_precision(precision)
+        self.device = resolve_device(device)
+        self.model = load_ddim_model(model_dir, resolution=resolution, expected_hash=expected_hash)
+        t_max = self.model.scheduler.config.num_train_timesteps
+        if not isinstance(steps, int) or not 1 <= steps <= t_max:
+            raise ConfigError(f"`recon.steps` must be an int in [1, {t_max}]. Got {steps!r} instead.")
+        self.steps = steps
+        self.batch_size = batch_size
+        self.resolution = int(self.model.unet.config.sample_size)
+        self.channels_last = channels_last
+        self.compile = compile
+        self.nonfinite_retries = 0
+        self.scheduler = self.model.scheduler
+        self.inverse_scheduler = self.model.inverse_scheduler
+        self.scheduler.set_timesteps(steps)
+        self.inverse_scheduler.set_timesteps(steps)
+        self._memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        unet: Any = self.model.unet.to(self.device, memory_format=self._memory_format)
+        self.unet: Callable[..., Any] = torch.compile(unet) if compile else unet
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def _loop(
+        self, x: torch.Tensor, scheduler: DDIMScheduler | DDIMInverseScheduler, dtype: torch.dtype | None
+    ) -> torch.Tensor:
+        """Run one deterministic DDIM chain: UNet (maybe autocast) then float32 ``scheduler.step``.
+
+        ``scheduler`` is the forward scheduler (x_T -> x0, Eq. 2) or the inverse one (x0 -> x_T, Eq. 3);
+        both take the UNet's epsilon at timestep t and the float32 sample.
+        """
+        x = x.to(self.device, torch.float32)
+        for t in scheduler.timesteps:
+            inp = x.contiguous(memory_format=self._memory_format)
+            if dtype is None:
+                eps = self.unet(inp, t, return_dict=False)[0]
+            else:
+                with torch.autocast(device_type=self.device.type, dtype=dtype):
+                    eps = self.unet(inp, t, return_dict=False)[0]
+            x = scheduler.step(eps.float(), t, x, return_dict=False)[0]
+        return x
+
+    def _run(self, x: torch.Tensor, chains: tuple[DDIMScheduler | DDIMInverseScheduler, ...]) -> torch.Tensor:
+        """Apply ``chains`` in order to ``x`` batch by batch, redoing non-finite batches in float32."""
+        dtype = autocast_dtype(self.device, self.precision)
+        outs = []
+        with torch.inference_mode():
+            for start in range(0, x.shape[0], self.batch_size):
+                xb = x[start : start + self.batch_size]
+                y = xb
+                for sched in chains:
+                    y = self._loop(y, sched, dtype)
+                if not torch.isfinite(y).all():
+                    if dtype is None:
+                        raise NonFiniteReconstructionError(
+                            f"DDIM reconstruction of a batch of {xb.shape[0]} images is NaN/Inf in float32 "
+                            f"(model {str(self.model.model_dir)!r}, steps={self.steps})."
+                        )
+                    self.nonfinite_retries += 1
+                    logger.warning(
+                        "non-finite DDIM output under autocast, redoing in float32 <dtype=%s> <retries=%d>",
+                        dtype,
+                        self.nonfinite_retries,
+                    )
+                    y = xb
+                    for sched in chains:
+                        y = self._loop(y, sched, None)
+                    if not torch.isfinite(y).all():
+                        raise NonFiniteReconstructionError(
+                            f"DDIM reconstruction stayed NaN/Inf after a float32 retry "
+                            f"(model {str(self.model.model_dir)!r}, steps={self.steps})."
+                        )
+                outs.append(y.float().cpu())
+        return torch.cat(outs) if outs else torch.empty_like(x, dtype=torch.float32, device="cpu")
+
+    # -- public API -------------------------------------------------------------------------------
+    def invert(self, x0: torch.Tensor) -> torch.Tensor:
+        """DDIM inversion: float `(B, 3, H, W)` images in [-1, 1] -> x_T (float32, CPU)."""
+        return self._run(x0, (self.inverse_scheduler,))
+
+    def sample(self, x_t: torch.Tensor) -> torch.Tensor:
+        """Deterministic DDIM sampling: x_T `(B, 3, H, W)` -> x0' (float32, CPU, unclipped)."""
+        return self._run(x_t, (self.scheduler,))
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """uint8 `(B, 3, H, W)` -> float32 `(B, 3, H, W)` reconstruction in [-1, 1] (unclipped)."""
+        arr = np.asarray(batch)
+        if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[1] != 3:
+            raise ConfigError(f"reconstructor input must be uint8 (B, 3, H, W). Got {arr.dtype} {arr.shape}.")
+        if arr.shape[2:] != (self.resolution, self.resolution):
+            raise ConfigError(
+                f"image size {arr.shape[2:]} does not match the model's sample_size {self.resolution}."
+            )
+        x = to_model(arr)
+        return self._run(x, (self.inverse_scheduler, self.scheduler)).numpy().astype(np.float32, copy=False)
+
+    def provenance(self) -> dict[str, Any]:
+        """What determines the output: recorded in the cache attributes and compared on reopen."""
+        dtype = autocast_dtype(self.device, self.precision)
+        import diffusers
+
+        return {
+            "kind": "ddim",
+            "model": str(self.model.model_dir),
+            "weights_hash": self.model.weights_hash,
+            "scheduler": _scheduler_json(self.scheduler),
+            "inverse_scheduler": _scheduler_json(self.inverse_scheduler),
+            "steps": self.steps,
+            "eta": 0.0,
+            "precision": self.precision,
+            "autocast_dtype": None if dtype is None else str(dtype).removeprefix("torch."),
+            "resolution": self.resolution,
+            "diffusers_version": diffusers.__version__,
+        }
+
+
+def _stats(values: np.ndarray) -> dict[str, float | int]:
+    return {"n": int(values.size), "mean": float(values.mean()), "std": float(values.std())}
+
+
+def summarize_mse(
+    mse: np.ndarray, pixel_var: np.ndarray, groups: dict[str, np.ndarray], *, own_generator: str | None
+) -> dict[str, Any]:
+    """Mean reconstruction MSE per group, raw and divided by each image's pixel variance.
+
+    The variance-normalised number is the contrast control of ``DEMO-SCIENCE.md``: a washed-out fake
+    reconstructs "better" for lack of contrast alone. ``premise_holds`` asks whether the model's own
+    generator has the lowest mean MSE of all groups (raw and normalised).
+    """
+    norm = mse / np.maximum(pixel_var, 1e-8)
+    out: dict[str, Any] = {"mse": {}, "mse_over_var": {}}
+    for name, mask in groups.items():
+        if mask.any():
+            out["mse"][name] = _stats(mse[mask])
+            out["mse_over_var"][name] = _stats(norm[mask])
+    if own_generator is not None and f"generator={own_generator}" in out["mse"]:
+        key = f"generator={own_generator}"
+        others = [k for k in out["mse"] if k.startswith("generator=") and k != key]
+        for metric in ("mse", "mse_over_var"):
+            own = out[metric][key]["mean"]
+            out[f"premise_holds_{metric}"] = bool(others) and all(
+                own < out[metric][k]["mean"] for k in others
+            )
+    return out
+
+
+def reconstruction_report(
+    reconstructor: DDIMReconstructor, *, images: int, seconds: float, summary: dict[str, Any]
+) -> dict[str, Any]:
+    """The stage report: throughput, retries, per-group MSE, provenance."""
+    return {
+        "images": images,
+        "seconds": round(seconds, 3),
+        "images_per_s": round(images / seconds, 3) if seconds > 0 else None,
+        "nonfinite_retries": reconstructor.nonfinite_retries,
+        "steps": reconstructor.steps,
+        "precision": reconstructor.precision,
+        "provenance": reconstructor.provenance(),
+        **summary,
+    }
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    """Run ``fn`` and return ``(result, wall seconds)``."""
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
