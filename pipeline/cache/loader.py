@@ -86,12 +86,13 @@ class CacheDataset(Dataset):
         return len(self.indices)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {k: v[0] for k, v in self.__getitems__([i]).items()}
+        return self.__getitems__([i])[0]
 
-    def __getitems__(self, items: Sequence[int]) -> dict[str, torch.Tensor]:
-        """A whole batch in one read per field (DataLoader calls this with the sampler's batch)."""
+    def __getitems__(self, items: Sequence[int]) -> list[dict[str, torch.Tensor]]:
+        """A sampler batch in one read per field (DataLoader calls this), split into items for collate."""
         rows = self.indices[np.asarray(items, dtype=np.int64)]
-        return _to_torch({"index": rows, **self.src.reader.read(rows, self.src.fields)})
+        batch = _to_torch({"index": rows, **self.src.reader.read(rows, self.src.fields)})
+        return [{k: v[j] for k, v in batch.items()} for j in range(len(rows))]
 
 
 class CacheBatches(IterableDataset):
