@@ -114,6 +114,8 @@ class ResNet(nn.Module):
         num_classes (`int`, defaults to 3): the ternary head real / GAN / DM.
         stem (`str`, defaults to `"imagenet"`): `imagenet`, `small` or `cifar` (module docstring).
         zero_init_residual (`bool`, defaults to False): zero the last BN of each block (torchvision option).
+        base_width (`int`, defaults to 64): channels of the stem and ``layer1`` (doubling per stage). 64 is
+            the standard ResNet; smaller widths (e.g. 8) only exist for fast tests and smoke runs.
 
     Input `(B, in_channels, H, W)` float32 in roughly `[-1, 1]`; output logits `(B, num_classes)`.
     """
@@ -127,8 +129,11 @@ class ResNet(nn.Module):
         num_classes: int = 3,
         stem: Stem = "imagenet",
         zero_init_residual: bool = False,
+        base_width: int = 64,
     ):
         super().__init__()
+        if base_width < 1:
+            raise ConfigError(f"`base_width` must be >= 1. Got {base_width!r} instead.")
         if in_channels < 1:
             raise ConfigError(f"`in_channels` must be >= 1. Got {in_channels!r} instead.")
         if num_classes < 2:
@@ -136,22 +141,23 @@ class ResNet(nn.Module):
         if stem not in STEMS:
             raise ConfigError(f"`stem` must be one of {STEMS}. Got {stem!r} instead.")
         self.in_channels, self.num_classes, self.stem = in_channels, num_classes, stem
-        self.inplanes = 64
+        w = base_width
+        self.inplanes = w
         if stem == "imagenet":
-            self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+            self.conv1 = nn.Conv2d(in_channels, w, kernel_size=7, stride=2, padding=3, bias=False)
             self.maxpool: nn.Module = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         else:
             stride = 2 if stem == "small" else 1
-            self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=stride, padding=1, bias=False)
+            self.conv1 = nn.Conv2d(in_channels, w, kernel_size=3, stride=stride, padding=1, bias=False)
             self.maxpool = nn.Identity()
-        self.bn1 = nn.BatchNorm2d(64)
+        self.bn1 = nn.BatchNorm2d(w)
         self.relu = nn.ReLU(inplace=True)
-        self.layer1 = self._make_layer(block, 64, layers[0])
-        self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
-        self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
-        self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
+        self.layer1 = self._make_layer(block, w, layers[0])
+        self.layer2 = self._make_layer(block, 2 * w, layers[1], stride=2)
+        self.layer3 = self._make_layer(block, 4 * w, layers[2], stride=2)
+        self.layer4 = self._make_layer(block, 8 * w, layers[3], stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(512 * block.expansion, num_classes)
+        self.fc = nn.Linear(8 * w * block.expansion, num_classes)
 
         # torchvision's initialisation, so training from scratch matches the reference recipe.
         for m in self.modules():
@@ -182,7 +188,7 @@ class ResNet(nn.Module):
         return nn.Sequential(*layers)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled penultimate features `(B, 512 * expansion)` (for t-SNE-style inspection)."""
+        """Pooled penultimate features `(B, 8 * base_width * expansion)` (for t-SNE-style inspection)."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return torch.flatten(self.avgpool(x), 1)
@@ -191,26 +197,48 @@ class ResNet(nn.Module):
         return self.fc(self.features(x))
 
 
-def resnet18(*, in_channels: int = 3, num_classes: int = 3, stem: Stem = "imagenet") -> ResNet:
+def resnet18(
+    *, in_channels: int = 3, num_classes: int = 3, stem: Stem = "imagenet", base_width: int = 64
+) -> ResNet:
     """ResNet-18 (BasicBlock [2, 2, 2, 2], 11.7M params at 3 -> 1000): the fast CPU demo backbone."""
-    return ResNet(BasicBlock, [2, 2, 2, 2], in_channels=in_channels, num_classes=num_classes, stem=stem)
+    return ResNet(
+        BasicBlock,
+        [2, 2, 2, 2],
+        in_channels=in_channels,
+        num_classes=num_classes,
+        stem=stem,
+        base_width=base_width,
+    )
 
 
-def resnet50(*, in_channels: int = 3, num_classes: int = 3, stem: Stem = "imagenet") -> ResNet:
+def resnet50(
+    *, in_channels: int = 3, num_classes: int = 3, stem: Stem = "imagenet", base_width: int = 64
+) -> ResNet:
     """ResNet-50 (Bottleneck [3, 4, 6, 3], 25.6M params at 3 -> 1000): the paper's backbone."""
-    return ResNet(Bottleneck, [3, 4, 6, 3], in_channels=in_channels, num_classes=num_classes, stem=stem)
+    return ResNet(
+        Bottleneck,
+        [3, 4, 6, 3],
+        in_channels=in_channels,
+        num_classes=num_classes,
+        stem=stem,
+        base_width=base_width,
+    )
 
 
 BACKBONES = {"resnet18": resnet18, "resnet50": resnet50}
 
 
-def build_resnet(backbone: str, *, in_channels: int, num_classes: int = 3, stem: str = "imagenet") -> ResNet:
+def build_resnet(
+    backbone: str, *, in_channels: int, num_classes: int = 3, stem: str = "imagenet", base_width: int = 64
+) -> ResNet:
     """Build a backbone by name (`resnet18` or `resnet50`); unknown names are a `ConfigError`."""
     if backbone not in BACKBONES:
         raise ConfigError(f"`backbone` must be one of {tuple(BACKBONES)}. Got {backbone!r} instead.")
     if stem not in STEMS:
         raise ConfigError(f"`stem` must be one of {STEMS}. Got {stem!r} instead.")
-    return BACKBONES[backbone](in_channels=in_channels, num_classes=num_classes, stem=stem)  # type: ignore[arg-type]
+    return BACKBONES[backbone](  # type: ignore[operator]
+        in_channels=in_channels, num_classes=num_classes, stem=stem, base_width=base_width
+    )
 
 
 def load_backbone_weights(model: ResNet, path: str | Path) -> list[str]:
