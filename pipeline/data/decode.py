@@ -46,6 +46,7 @@ __all__ = [
     "DecodeSettings",
     "decode_bytes",
     "decode_file",
+    "decode_task",
     "estimate_jpeg_quality",
     "recode_image",
     "resize_center_crop",
@@ -313,3 +314,8 @@ def decode_file(path: str | os.PathLike[str], settings: DecodeSettings | None) -
     decoded = decode_bytes(data, settings)
     decoded.image_id, decoded.bytes = res.image_id, res.bytes
     return decoded
+
+
+def decode_task(task: tuple[str, DecodeSettings | None]) -> DecodeResult:
+    """`decode_file` on a ``(path, settings)`` tuple: the unit of work of the decoding pool."""
+    return decode_file(task[0], task[1])

@@ -53,7 +53,7 @@ from tqdm import tqdm
 from pipeline.cache.store import write_input_store
 from pipeline.data import reasons
 from pipeline.data.audit import audit_rows, render_markdown
-from pipeline.data.decode import DecodeResult, DecodeSettings, decode_file
+from pipeline.data.decode import DecodeResult, DecodeSettings, decode_task
 from pipeline.data.discover import Candidate, discover
 from pipeline.data.manifest import manifest_hash, rows_to_table, write_manifest
 from pipeline.data.splits import SplitItem, assign_splits, protocol_reject
@@ -86,10 +86,6 @@ class PrepareResult:
     format_separable: bool
 
 
-def _decode_task(task: tuple[str, DecodeSettings | None]) -> DecodeResult:
-    return decode_file(task[0], task[1])
-
-
 def _n_workers(requested: int, n_tasks: int) -> int:
     if requested > 0:
         return requested
@@ -105,12 +101,12 @@ def decode_all(
     n = _n_workers(workers, len(tasks))
     bar = dict(total=len(tasks), desc=desc, unit="file", disable=None, mininterval=1.0)
     if n <= 1:
-        yield from tqdm(map(_decode_task, tasks), **bar)
+        yield from tqdm(map(decode_task, tasks), **bar)
         return
     ctx = multiprocessing.get_context("spawn")  # no fork of a parent that may hold torch threads
     with ctx.Pool(n) as pool:
         chunksize = max(1, min(64, len(tasks) // (8 * n)))
-        yield from tqdm(pool.imap(_decode_task, tasks, chunksize=chunksize), **bar)
+        yield from tqdm(pool.imap(decode_task, tasks, chunksize=chunksize), **bar)
 
 
 def _row(cand: Candidate, dataset: str, res: DecodeResult | None) -> dict[str, Any]:

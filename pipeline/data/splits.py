@@ -3,14 +3,14 @@
 - ``column``: the list file's ``split`` value.
 - ``ratio``: each generator is split on its own by ``ratios`` (stratified), so every split sees every
   generator in proportion.
-- ``protocol`` (ASFD, paper Sec. IV): ``train_generators`` (real, ADM, StyleGAN) are split by ``ratios``;
+- ``protocol`` (the paper's ASFD protocol): ``train_generators`` (real, ADM, StyleGAN) are split by ``ratios``;
   ``test_generators`` (StyleGAN2, VQGAN, IDDPM, LDM) go entirely to test; any other generator is rejected
   before decoding.
 
 Within a generator images are ordered by ``sha256(f"{seed}:{image_id}")`` and cut at counts from the
 largest-remainder rounding of ``n * ratio``: the split depends on content and seed only (renaming or
-reordering files changes nothing; adding a file moves at most a boundary image). Exact duplicates were
-already reduced to one row, so the same content can never sit in two splits.
+reordering files changes nothing; adding a file moves at most one image per split boundary). Exact
+duplicates were already reduced to one row, so the same content can never sit in two splits.
 """
 
 from __future__ import annotations
