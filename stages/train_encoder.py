@@ -1,0 +1,48 @@
+"""Stage `train_encoder`: train the GAN-inversion encoder (w+ and feature code) for the frozen demo
+StyleGAN2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from pipeline.models.encoder import EncoderTrainConfig, train_encoder_from_faces
+from pipeline.params import get
+from stages._common import setup
+
+app = typer.Typer(add_completion=False, help=__doc__)
+
+
+@app.command()
+def main(
+    generator: Path = typer.Option(..., help="StyleGAN2 generator folder (output of train_generator)."),
+    faces: Path = typer.Option(
+        ..., help="Demo faces folder: JPEGs + labels.csv (path, split); uses split=train."
+    ),
+    out: Path = typer.Option(
+        ..., help="Output encoder folder (model.safetensors, config.json, report.json)."
+    ),
+    live: Path = typer.Option(None, help="dvclive folder for the training curves (optional)."),
+) -> None:
+    """Train with params `encoder.*`, seed `base.seed`, images resized to `data.resolution`."""
+    params, device = setup()
+    enc = get(params, "encoder", {}) or {}
+    try:
+        config = EncoderTrainConfig(**enc)
+    except TypeError as exc:
+        raise typer.BadParameter(f"unknown key under `encoder` in params.yaml: {exc}") from exc
+    train_encoder_from_faces(
+        config,
+        generator,
+        faces,
+        out,
+        resolution=int(get(params, "data.resolution")),
+        seed=int(get(params, "base.seed")),
+        device=device,
+        live_dir=live,
+    )
+
+
+if __name__ == "__main__":
+    app()
