@@ -3,7 +3,7 @@
 - ``column``: the list file's ``split`` value.
 - ``ratio``: each generator is split on its own by ``ratios`` (stratified), so every split sees every
   generator in proportion.
-- ``protocol`` (the paper's ASFD protocol): ``train_generators`` (real, ADM, StyleGAN) are split by ``ratios``;
+- ``protocol`` (the paper's ASFD protocol): ``train_generators`` (real, ADM, StyleGAN) split by ``ratios``;
   ``test_generators`` (StyleGAN2, VQGAN, IDDPM, LDM) go entirely to test; any other generator is rejected
   before decoding.
 
