@@ -25,7 +25,7 @@ from pipeline.models.checkpoint import weights_hash
 from pipeline.models.encoder import RandomFeaturePyramid, invert, load_encoder, load_stylegan_generator
 
 if TYPE_CHECKING:
-    import pandas as pd
+    import pyarrow as pa
 
 __all__ = ["GanReconstructor", "reconstruction_summary", "run_recon_gan"]
 
@@ -200,19 +200,22 @@ def reconstruction_summary(
     return out
 
 
-def _groups(manifest: pd.DataFrame, ids: np.ndarray) -> tuple[dict[str, np.ndarray], str | None]:
+def _groups(manifest: pa.Table, ids: np.ndarray) -> dict[str, np.ndarray]:
     """Masks over store rows per family and per generator, joined on ``image_id``."""
-    m = manifest[manifest["cache_index"] >= 0].drop_duplicates("image_id").set_index("image_id")
-    missing = [i for i in ids[:5] if i not in m.index]
+    cols = {c: manifest.column(c).to_pylist() for c in ("image_id", "family", "generator", "cache_index")}
+    row_of = {i: k for k, i in enumerate(cols["image_id"]) if cols["cache_index"][k] >= 0}
+    missing = [i for i in ids if i not in row_of]
     if missing:
-        raise InputDataError(f"store image_ids are missing from the manifest, e.g. {missing}.")
-    rows = m.loc[list(ids)]
+        raise InputDataError(
+            f"{len(missing)} store image_ids are missing from the manifest, e.g. {missing[:3]}."
+        )
+    rows = [row_of[i] for i in ids]
     groups: dict[str, np.ndarray] = {}
     for col in ("family", "generator"):
-        vals = rows[col].astype(str).to_numpy()
-        for v in sorted(set(vals)):
+        vals = np.array([str(cols[col][r]) for r in rows])
+        for v in sorted(set(vals.tolist())):
             groups[f"{col}={v}"] = vals == v
-    return groups, None
+    return groups
 
 
 def run_recon_gan(
@@ -251,13 +254,12 @@ def run_recon_gan(
     mse = np.asarray(rec_store["mse"][:], dtype=np.float64)
     images = np.asarray(in_store["image"][:]).astype(np.float32) / 127.5 - 1.0
     pixel_var = images.reshape(len(images), -1).var(1)
-    ids = np.asarray(rec_store["image_id"][:]).astype(str)
+    ids = np.array([str(i) for i in rec_store["image_id"][:]])
     groups: dict[str, np.ndarray] = {"all": np.ones(len(mse), dtype=bool)}
     if manifest is not None:
         import pyarrow.parquet as pq
 
-        g, _ = _groups(pq.read_table(manifest).to_pandas(), ids)
-        groups.update(g)
+        groups.update(_groups(pq.read_table(manifest), ids))
     report = {
         "images": len(mse),
         "seconds": round(seconds, 3),

@@ -367,14 +367,14 @@ def train_encoder(
         loss.backward()
         opt.step()
         if step % config.log_every == 0 or step == config.steps - 1:
-            rec_real = float(pix[:n_real].mean()) if n_real else float("nan")
+            rec_real = float(pix[:n_real].detach().mean()) if n_real else float("nan")
             row = {
                 "step": float(step),
-                "loss": float(loss),
-                "pixel": float(loss_pix),
-                "perceptual": float(loss_perc),
-                "latent": float(loss_lat),
-                "feature": float(loss_feat),
+                "loss": float(loss.detach()),
+                "pixel": float(loss_pix.detach()),
+                "perceptual": float(loss_perc.detach()),
+                "latent": float(loss_lat.detach()),
+                "feature": float(loss_feat.detach()),
                 "mse_real": rec_real,
                 "img_per_s": (step + 1) * config.batch_size / max(time.perf_counter() - t0, 1e-9),
             }
