@@ -176,8 +176,12 @@ def test_empty_split_is_an_error_naming_split_and_dataset(tmp_path: Path) -> Non
     with pytest.raises(InputDataError, match=r"split `val` of dataset `few` is empty"):
         prepare_dataset(ds, _settings(), tmp_path / "out")
     assert (tmp_path / "out" / "manifest.parquet").is_file()  # written first, to inspect
+    assert not (tmp_path / "out" / "images.zarr").exists()
     ok = _dataset(root, name="few", layout="asfd", families={"real": "real"}, split={"required": ["train"]})
     assert prepare_dataset(ok, _settings(), tmp_path / "out").n_cached == 2
+    with pytest.raises(InputDataError, match=r"split `val` of dataset `few`"):  # a stale store is removed
+        prepare_dataset(ds, _settings(), tmp_path / "out")
+    assert not (tmp_path / "out" / "images.zarr").exists()
 
 
 def test_protocol_split_end_to_end(tmp_path: Path) -> None:

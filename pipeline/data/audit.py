@@ -197,7 +197,11 @@ def render_markdown(audit: dict[str, Any]) -> str:
     lines += [
         f"{audit['n_files']} files: {sc['accepted']} accepted, {sc['converted']} converted, "
         f"{sc['rejected']} rejected; {audit['hidden_skipped']} hidden entries skipped"
-        + (f"; {audit['unlisted']} files under the root not in the list file." if audit["unlisted"] else "."),
+        + (
+            f"; {audit['unlisted']} file(s) under the root not in the list file."
+            if audit["unlisted"]
+            else "."
+        ),
         "",
         "## Splits",
         "",

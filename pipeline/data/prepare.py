@@ -42,6 +42,7 @@ import json
 import logging
 import multiprocessing
 import os
+import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,7 +189,14 @@ def prepare_dataset(dataset: DatasetConfig, settings: PrepareConfig, out: Path) 
     audit_json.write_text(json.dumps(audit, indent=2, sort_keys=False) + "\n")
     audit_md.write_text(render_markdown(audit))
     _warn_format_bias(dataset.name, audit["format_separable"])
-    _check_required_splits(dataset, audit["split_counts"], audit_md)
+    _warn_absent_generators(dataset, rows)
+    store = out / "images.zarr"
+    try:
+        _check_required_splits(dataset, audit["split_counts"], audit_md)
+    except InputDataError:
+        if store.exists():  # a store from an earlier run would no longer match the manifest beside it
+            shutil.rmtree(store)
+        raise
     res_px = settings.resolution
     images = (
         np.stack([results[i].pixels for i in kept])  # type: ignore[misc]
@@ -210,7 +218,6 @@ def prepare_dataset(dataset: DatasetConfig, settings: PrepareConfig, out: Path) 
         "split_mode": dataset.split.mode,
         "split_seed": dataset.split.seed,
     }
-    store = out / "images.zarr"
     write_input_store(
         store,
         images,
@@ -292,6 +299,24 @@ def _warn_format_bias(name: str, verdict: dict[str, Any]) -> None:
     )
     log.warning(msg)
     warnings.warn(msg, MultireconWarning, stacklevel=3)
+
+
+def _warn_absent_generators(dataset: DatasetConfig, rows: list[dict[str, Any]]) -> None:
+    """Log protocol generators with no cached image (a typo in params, or a folder not there yet)."""
+    if dataset.split.mode != "protocol":
+        return
+    present = {r["generator"] for r in rows if r["status"] != "rejected"}
+    absent = [
+        g for g in (*dataset.split.train_generators, *dataset.split.test_generators) if g not in present
+    ]
+    if absent:
+        log.warning(
+            "protocol generators without any accepted image <dataset=%s> <generators=%s> "
+            "<keys=datasets.%s.split.train_generators/test_generators>",
+            dataset.name,
+            ",".join(absent),
+            dataset.name,
+        )
 
 
 def _check_required_splits(
