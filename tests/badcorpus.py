@@ -128,6 +128,7 @@ def build_bad_corpus(root: Path) -> dict[str, Expected]:
     os.symlink(root / "real" / "nowhere.jpg", root / "real" / "dangling.jpg")
     exp["real/dangling.jpg"] = Expected("rejected", reasons.UNREADABLE)
 
+    put("stylegan/plain.png", _encode(rgb_image(24, 24, 15), "PNG"), ok)
     rgba = rgb_image(24, 24, 5).convert("RGBA")
     rgba.putalpha(128)
     put("stylegan/rgba.png", _encode(rgba, "PNG"), Expected("converted", "alpha (RGBA) composited on white"))

@@ -60,6 +60,13 @@ def test_disjoint_jpeg_qualities_are_separable() -> None:
     assert v["pairs"][0]["overlap"] == 0.4
 
 
+def test_disjoint_colour_modes_are_separable() -> None:
+    rows = [{**_row("real", "JPEG", 75), "mode": "L"}] * 3 + [_row("gan", "JPEG", 75)] * 3
+    v = format_separability(rows)
+    assert v["separable"] is True and v["pairs"][0]["by"] == "mode"
+    assert "real [L] vs gan [RGB] share no colour mode" in v["reason"]
+
+
 def test_single_family_and_rejected_rows_are_ignored() -> None:
     rows = [_row("real", "JPEG", 75)] * 3 + [_row("gan", "PNG", status="rejected")]
     v = format_separability([r for r in rows if r["status"] != "rejected"])

@@ -7,7 +7,9 @@ images that reach the cache (status accepted or converted) and gives a ``format_
 Verdict: each image gets a codec signature, its format (MPO counted as JPEG) and, for JPEG, its estimated
 quality (``JPEG q75``). Two families are separable by format when their signature sets are disjoint: a lookup
 on the signature alone classifies every image of the pair. ``by`` says whether the formats themselves are
-disjoint (``format``) or only the JPEG qualities (``jpeg_quality``). Sizes are reported the same way
+disjoint (``format``) or only the JPEG qualities (``jpeg_quality``). Disjoint colour modes (all reals
+grayscale ``L``, all fakes ``RGB``) are flagged the same way (``by: mode``): after conversion to RGB a grey
+image has R = G = B exactly, a cue as trivial as the codec. Sizes are reported the same way
 (``size_separable``) for information: resizing to ``data.resolution`` hides most of a size difference.
 """
 
@@ -53,12 +55,17 @@ def _describe(members: list[str]) -> str:
     )
 
 
+_BY_TEXT = {"format": "format", "jpeg_quality": "JPEG quality", "mode": "colour mode"}
+
+
 def format_separability(kept: list[dict[str, Any]], *, recode: str = "none") -> dict[str, Any]:
     """The ``format_separable`` verdict over the cached rows (see module docstring)."""
     sigs: dict[str, list[str]] = defaultdict(list)
     fmts: dict[str, set[str]] = defaultdict(set)
     sizes: dict[str, set[tuple[int, int]]] = defaultdict(set)
+    modes: dict[str, set[str]] = defaultdict(set)
     for r in kept:
+        modes[r["family"]].add(r["mode"])
         sigs[r["family"]].append(codec_signature(r["format"], r["jpeg_quality"]))
         fmts[r["family"]].add(_fmt(r["format"]))
         sizes[r["family"]].add((r["width"], r["height"]))
@@ -73,6 +80,8 @@ def format_separability(kept: list[dict[str, Any]], *, recode: str = "none") -> 
             by = "format"
         elif not shared:
             by = "jpeg_quality"
+        elif not modes[a] & modes[b]:
+            by = "mode"
         pairs.append(
             {
                 "families": [a, b],
@@ -81,8 +90,8 @@ def format_separability(kept: list[dict[str, Any]], *, recode: str = "none") -> 
                 "shared_signatures": shared,
                 "overlap": round(overlap, 4),
                 "size_separable": not sizes[a] & sizes[b],
-                "a": _describe(sigs[a]),
-                "b": _describe(sigs[b]),
+                "a": _describe(sigs[a]) if by != "mode" else ", ".join(sorted(modes[a])),
+                "b": _describe(sigs[b]) if by != "mode" else ", ".join(sorted(modes[b])),
             }
         )
     flagged = [p for p in pairs if p["separable"]]
@@ -90,8 +99,7 @@ def format_separability(kept: list[dict[str, Any]], *, recode: str = "none") -> 
         reason = f"only one family present ({', '.join(present) or 'none'}): nothing to separate"
     elif flagged:
         reason = "; ".join(
-            f"{p['families'][0]} [{p['a']}] vs {p['families'][1]} [{p['b']}] share no "
-            f"{'format' if p['by'] == 'format' else 'JPEG quality'}"
+            f"{p['families'][0]} [{p['a']}] vs {p['families'][1]} [{p['b']}] share no {_BY_TEXT[p['by']]}"
             for p in flagged
         )
     else:
