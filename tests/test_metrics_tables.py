@@ -1,0 +1,88 @@
+"""Table I / Table III summaries and the claims check, from sample metrics JSON."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import InputDataError
+from pipeline.metrics.tables import write_summary
+
+
+def _metrics(detector: str, composition: str, unseen_acc: float, unseen_ap: float, mean_acc: float) -> dict:
+    return {
+        "detector": detector,
+        "composition": composition,
+        "subsets": {
+            "real": {"family": "real", "n": 4, "acc": 0.9, "ap": 0.8, "seen": True},
+            "stylegan": {"family": "gan", "n": 2, "acc": 1.0, "ap": 1.0, "seen": True},
+            "ldm": {"family": "dm", "n": 2, "acc": unseen_acc, "ap": unseen_ap, "seen": False},
+        },
+        "mean": {"acc": mean_acc, "ap": 0.9},
+        "mean_unseen": {"acc": unseen_acc, "ap": unseen_ap, "generators": ["ldm"]},
+        "binary": {"acc": 0.9},
+        "n": 8,
+    }
+
+
+def _write(root: Path, ms: list[dict]) -> Path:
+    for m in ms:
+        (root / "eval" / m["detector"]).mkdir(parents=True)
+        (root / "eval" / m["detector"] / "metrics.json").write_text(json.dumps(m))
+    return root / "eval"
+
+
+def test_tables_and_claim_that_holds(tmp_path: Path) -> None:
+    ms = [
+        _metrics("multirecon", "multirecon", 0.8, 0.9, 0.85),
+        _metrics("cnnspot", "cnnspot", 0.4, 0.6, 0.6),
+        _metrics("rgb_gan_recon", "rgb_gan_recon", 0.5, 0.7, 0.7),
+        _metrics("rgb_ddim_recon", "rgb_ddim_recon", 0.6, 0.8, 0.75),
+        _metrics("control", "control", 0.3, 0.5, 0.5),
+    ]
+    ms[-1]["mean"]["ap"] = 0.6
+    ms[0]["recon_mse"] = {
+        "ddim": {
+            "by_family": {
+                f: {"n": 2, "mse": v, "mse_norm": v} for f, v in (("real", 0.02), ("gan", 0.03), ("dm", 0.01))
+            }
+        },
+    }
+    paths = write_summary(_write(tmp_path, ms), tmp_path / "reports")
+    with paths["table1_csv"].open() as fh:
+        rows = list(csv.reader(fh))
+    gens = ["stylegan ACC", "stylegan AP", "ldm* ACC", "ldm* AP"]
+    assert rows[0] == ["detector", "Real ACC", *gens, "Avg ACC", "Avg AP"]
+    assert [r[0] for r in rows[1:]] == ["cnnspot", "multirecon", "rgb_ddim_recon", "rgb_gan_recon", "control"]
+    assert rows[2][4:6] == ["80.0", "90.0"] and rows[2][6] == "85.0"
+    with paths["table3_csv"].open() as fh:
+        t3 = list(csv.reader(fh))
+    assert [r[0] for r in t3[1:]] == ["multirecon", "rgb_gan_recon", "rgb_ddim_recon", "control"]
+    assert t3[1][2:4] == ["yes", "yes"] and t3[2][2:4] == ["yes", "-"]
+    claims = paths["claims"].read_text()
+    assert "claim 1 **holds**" in claims
+    assert "ddim: own family `dm` lowest in raw MSE: **holds**" in claims
+    assert "WARNING" not in claims
+    assert "| multirecon | multirecon | resnet" not in paths["table1_md"].read_text()  # no arch given: '-'
+
+
+def test_claim_that_fails_and_confounded_control(tmp_path: Path) -> None:
+    ms = [
+        _metrics("multirecon", "multirecon", 0.5, 0.9, 0.8),
+        _metrics("cnnspot", "cnnspot", 0.6, 0.6, 0.7),
+        _metrics("control", "control", 0.3, 0.5, 0.78),
+    ]
+    claims = write_summary(_write(tmp_path, ms), tmp_path / "r")["claims"].read_text()
+    assert "| cnnspot | ACC | 50.0 | 60.0 | fails |" in claims
+    assert "| cnnspot | AP | 90.0 | 60.0 | holds |" in claims
+    assert "**does not hold**: 1 of 2" in claims
+    assert "rgb_gan_recon | - | - | not evaluated" in claims
+    assert "WARNING" in claims and "mean ACC" in claims
+
+
+def test_missing_metrics_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(InputDataError, match=r"metrics\.json"):
+        write_summary(tmp_path, tmp_path / "out")
