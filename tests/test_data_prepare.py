@@ -214,7 +214,7 @@ def test_protocol_split_end_to_end(tmp_path: Path) -> None:
     assert len(sde) == 10 and all(r["reason"].startswith(reasons.NOT_IN_PROTOCOL) for r in sde)
 
 
-def test_list_layout_with_column_split(tmp_path: Path) -> None:
+def test_list_layout_with_column_split(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     root = tmp_path / "lst"
     _faces_tree(root, 4, {"real": "JPEG", "fake": "PNG"})
     with (root / "labels.csv").open("w", newline="") as fh:
@@ -227,6 +227,8 @@ def test_list_layout_with_column_split(tmp_path: Path) -> None:
     ds = _dataset(root, name="lst", layout="list", list_file="labels.csv", split={"mode": "column"})
     with pytest.warns(MultireconWarning, match="separable by file format"):
         prepare_dataset(ds, _settings(recode="none"), tmp_path / "o")
+    loud = [r for r in caplog.records if r.levelname == "WARNING" and "separable by file format" in r.message]
+    assert len(loud) == 1 and "'lst'" in loud[0].message
     rows = _rows(tmp_path / "o")
     assert rows["real/001.jpg"]["split"] == "val" and rows["fake/002.png"]["split"] == "test"
     assert rows["fake/missing.png"]["reason"].startswith(reasons.LISTED_MISSING)

@@ -51,11 +51,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm import tqdm
 
+from pipeline import __version__
 from pipeline.cache.store import write_input_store
 from pipeline.data import reasons
 from pipeline.data.audit import audit_rows, render_markdown
 from pipeline.data.decode import DecodeResult, DecodeSettings, decode_task
-from pipeline.data.discover import Candidate, discover
+from pipeline.data.discover import Candidate, Discovery, discover
 from pipeline.data.manifest import manifest_hash, rows_to_table, write_manifest
 from pipeline.data.splits import SplitItem, assign_splits, protocol_reject
 from pipeline.errors import InputDataError, MultireconWarning
@@ -132,17 +133,10 @@ def _row(cand: Candidate, dataset: str, res: DecodeResult | None) -> dict[str, A
     }
 
 
-def prepare_dataset(dataset: DatasetConfig, settings: PrepareConfig, out: Path) -> PrepareResult:
-    """Ingest ``dataset`` into ``out`` (manifest, input cache, audit); see the module docstring.
-
-    Raises:
-        InputDataError: a required split ends up empty (names the split and the dataset).
-    """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+def _scan(dataset: DatasetConfig, settings: PrepareConfig) -> tuple[Discovery, dict[int, DecodeResult]]:
+    """Discover the files, apply label/protocol rejections, then hash and decode (results by candidate)."""
     found = discover(dataset)
-    cands = found.candidates
-    for c in cands:
+    for c in found.candidates:
         if not c.reject:
             c.reject = protocol_reject(c.generator, dataset.split, dataset.name)
     decode = DecodeSettings(
@@ -154,15 +148,46 @@ def prepare_dataset(dataset: DatasetConfig, settings: PrepareConfig, out: Path) 
     # Label-rejected files are still hashed (image_id, bytes) but not decoded; missing ones are not read.
     todo = [
         i
-        for i, c in enumerate(cands)
+        for i, c in enumerate(found.candidates)
         if not c.reject.startswith((reasons.LISTED_MISSING, reasons.UNREADABLE))
     ]
-    tasks = [(str(cands[i].abs_path), None if cands[i].reject else decode) for i in todo]
-    results: dict[int, DecodeResult] = {}
-    for i, res in zip(
-        todo, decode_all(tasks, workers=settings.workers, desc=f"prepare {dataset.name}"), strict=True
-    ):
-        results[i] = res
+    tasks = [
+        (str(found.candidates[i].abs_path), None if found.candidates[i].reject else decode) for i in todo
+    ]
+    decoded = decode_all(tasks, workers=settings.workers, desc=f"prepare {dataset.name}")
+    return found, dict(zip(todo, decoded, strict=True))
+
+
+def _store_attrs(dataset: DatasetConfig, settings: PrepareConfig, m_hash: str) -> dict[str, Any]:
+    """Provenance of the input store: what a reader must match (manifest hash, preprocessing)."""
+    return {
+        "kind": "input",
+        "dataset": dataset.name,
+        "manifest_hash": m_hash,
+        "manifest_hash_method": "sha256 of 'image_id\\tpath\\tsplit\\n' of cached rows in cache order",
+        "resolution": settings.resolution,
+        "resize": "bicubic",
+        "crop": "center",
+        "preprocessing": PREPROCESSING,
+        "recode": settings.recode,
+        "max_pixels": settings.max_pixels,
+        "min_size": settings.min_size,
+        "split_mode": dataset.split.mode,
+        "split_seed": dataset.split.seed,
+        "code_version": __version__,
+    }
+
+
+def prepare_dataset(dataset: DatasetConfig, settings: PrepareConfig, out: Path) -> PrepareResult:
+    """Ingest ``dataset`` into ``out`` (manifest, input cache, audit); see the module docstring.
+
+    Raises:
+        InputDataError: a required split ends up empty (names the split and the dataset).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    found, results = _scan(dataset, settings)
+    cands = found.candidates
     rows = [_row(c, dataset.name, results.get(i)) for i, c in enumerate(cands)]
     duplicates = _reject_duplicates(rows, results)
     kept = [i for i, r in enumerate(rows) if r["status"] != "rejected"]
@@ -170,10 +195,8 @@ def prepare_dataset(dataset: DatasetConfig, settings: PrepareConfig, out: Path) 
         SplitItem(image_id=rows[i]["image_id"], generator=rows[i]["generator"], split=cands[i].split)
         for i in kept
     ]
-    for i, split in zip(kept, assign_splits(items, dataset.split), strict=True):
-        rows[i]["split"] = split
-    for k, i in enumerate(kept):
-        rows[i]["cache_index"] = k
+    for k, (i, split) in enumerate(zip(kept, assign_splits(items, dataset.split), strict=True)):
+        rows[i]["split"], rows[i]["cache_index"] = split, k
     table = rows_to_table(rows)
     m_hash = manifest_hash(table)
     manifest_path = write_manifest(table, out / "manifest.parquet")
@@ -186,7 +209,7 @@ def prepare_dataset(dataset: DatasetConfig, settings: PrepareConfig, out: Path) 
         unlisted=found.unlisted,
     )
     audit_json, audit_md = out / "audit.json", out / "audit.md"
-    audit_json.write_text(json.dumps(audit, indent=2, sort_keys=False) + "\n")
+    audit_json.write_text(json.dumps(audit, indent=2) + "\n")
     audit_md.write_text(render_markdown(audit))
     _warn_format_bias(dataset.name, audit["format_separable"])
     _warn_absent_generators(dataset, rows)
@@ -197,32 +220,14 @@ def prepare_dataset(dataset: DatasetConfig, settings: PrepareConfig, out: Path) 
         if store.exists():  # a store from an earlier run would no longer match the manifest beside it
             shutil.rmtree(store)
         raise
-    res_px = settings.resolution
-    images = (
-        np.stack([results[i].pixels for i in kept])  # type: ignore[misc]
-        if kept
-        else np.zeros((0, 3, res_px, res_px), dtype=np.uint8)
-    )
-    attrs = {
-        "kind": "input",
-        "dataset": dataset.name,
-        "manifest_hash": m_hash,
-        "manifest_hash_method": "sha256 of 'image_id\\tpath\\tsplit\\n' of cached rows in cache order",
-        "resolution": res_px,
-        "resize": "bicubic",
-        "crop": "center",
-        "preprocessing": PREPROCESSING,
-        "recode": settings.recode,
-        "max_pixels": settings.max_pixels,
-        "min_size": settings.min_size,
-        "split_mode": dataset.split.mode,
-        "split_seed": dataset.split.seed,
-    }
+    r = settings.resolution
+    pixels = [results[i].pixels for i in kept]
+    images = np.stack(pixels) if pixels else np.zeros((0, 3, r, r), dtype=np.uint8)  # type: ignore[arg-type]
     write_input_store(
         store,
         images,
         [rows[i]["image_id"] for i in kept],
-        attrs,
+        _store_attrs(dataset, settings, m_hash),
         chunk_images=settings.chunk_images,
         shard_images=settings.shard_images,
         stage=f"prepare@{dataset.name}",
