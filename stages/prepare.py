@@ -30,7 +30,11 @@ def main(
         Path("params.yaml"), "--params", help="Params file; dataset roots are relative to its folder."
     ),
 ) -> None:
-    """Scan, validate, decode and cache every file of DATASET; bad files become rejected manifest rows."""
+    """Scan, validate, decode and cache every file of DATASET; bad files become rejected manifest rows.
+
+    Reads datasets.DATASET, prepare.*, data.resolution, cache.chunk_images, cache.shard_images and base.seed.
+    Fails only on a configuration error or an empty required split.
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     params = load_params(params_file)
     ds = parse_dataset_config(
