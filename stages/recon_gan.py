@@ -32,8 +32,11 @@ def main(
         help="Name of --generator in the manifest's `generator` column (premise check: own images best).",
     ),
 ) -> None:
-    """Reads params recon.gan.opt_steps / opt_lr / perceptual_weight, recon.batch_size, cache.*,
-    data.resolution."""
+    """GAN-invert and reconstruct every image of --input into --out (resumable via --work-dir).
+
+    Params read: recon.gan.opt_steps, recon.gan.opt_lr, recon.gan.perceptual_weight, recon.batch_size,
+    cache.chunk_images, cache.shard_images, data.resolution, base.seed, base.device.
+    """
     params, device = setup()
     rec = GanReconstructor(
         generator,

@@ -25,7 +25,10 @@ def main(
     ),
     live: Path = typer.Option(None, help="dvclive folder for the training curves (optional)."),
 ) -> None:
-    """Train with params `encoder.*`, seed `base.seed`, images resized to `data.resolution`."""
+    """Train the encoder on the faces of split `train` (resized to data.resolution) for the frozen generator.
+
+    Params read: encoder.* (EncoderTrainConfig fields), data.resolution, base.seed, base.device.
+    """
     params, device = setup()
     enc = get(params, "encoder", {}) or {}
     try:
