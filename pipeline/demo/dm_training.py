@@ -302,11 +302,11 @@ def _train_autoencoder(
         torch.nn.utils.clip_grad_norm_(vae.parameters(), config.grad_clip)
         opt.step()
         sched.step()
-        recent = [*recent[-99:], float(rec_loss)]
+        recent = [*recent[-99:], rec_loss.item()]
         if step % config.log_every == 0 or step == config.ae_steps - 1:
             ips = (step + 1) * x.shape[0] / (time.perf_counter() - t0)
             bar.set_postfix(rec=f"{np.mean(recent):.4f}", img_s=f"{ips:.0f}")
-            live.log(step, ae_rec_loss=float(rec_loss), ae_kl=float(kl))
+            live.log(step, ae_rec_loss=rec_loss.item(), ae_kl=kl.item())
     vae.eval().requires_grad_(False)
     return vae, {"ae_rec_loss": float(np.mean(recent)), "ae_seconds": time.perf_counter() - t0}
 
@@ -409,11 +409,11 @@ def train_dm(
         opt.step()
         lr_sched.step()
         ema.update(unet)
-        recent = [*recent[-99:], float(loss)]
+        recent = [*recent[-99:], loss.item()]
         if step % config.log_every == 0 or step == config.steps - 1:
             ips = (step + 1) * config.batch_size / (time.perf_counter() - t0)
             bar.set_postfix(loss=f"{np.mean(recent):.4f}", img_s=f"{ips:.0f}")
-            live.log(step, loss=float(loss), loss_avg100=float(np.mean(recent)), lr=lr_sched.get_last_lr()[0])
+            live.log(step, loss=loss.item(), loss_avg100=float(np.mean(recent)), lr=lr_sched.get_last_lr()[0])
     seconds = time.perf_counter() - t0
     live.end()
 

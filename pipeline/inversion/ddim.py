@@ -27,6 +27,7 @@ cannot be loaded by diffusers and are not supported.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import time
@@ -37,9 +38,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from diffusers import DDIMInverseScheduler, DDIMScheduler, UNet2DModel
+from tqdm.auto import tqdm
 
 from pipeline.device import autocast_dtype, parse_precision, resolve_device
-from pipeline.errors import ConfigError, ModelLoadError, MultireconError
+from pipeline.errors import ConfigError, ModelLoadError, MultireconError, StaleCacheError
 from pipeline.imaging import to_model
 from pipeline.models.checkpoint import weights_hash
 
@@ -54,6 +56,8 @@ __all__ = [
     "build_ddim_schedulers",
     "load_ddim_model",
     "locate_model_parts",
+    "run_ddim_reconstruction",
+    "summarize_mse",
 ]
 
 logger = logging.getLogger(__name__)
@@ -139,8 +143,16 @@ def build_ddim_schedulers(
     for key, (value, allowed) in bad.items():
         if value not in allowed and not (key == "beta_schedule" and config.get("trained_betas") is not None):
             raise ModelLoadError(f"{source}: `{key}` = {value!r} is not supported; allowed: {allowed}.")
-    forward = DDIMScheduler.from_config(config, **SCHEDULER_OVERRIDES)
-    inverse = DDIMInverseScheduler.from_config(forward.config, **SCHEDULER_OVERRIDES)
+    # Keep only the keys each class takes (a DDPM config's `variance_type` etc. would only log noise).
+    fwd_keys = set(inspect.signature(DDIMScheduler.__init__).parameters)
+    forward = DDIMScheduler.from_config(
+        {k: v for k, v in config.items() if k in fwd_keys}, **SCHEDULER_OVERRIDES
+    )
+    inv_keys = set(inspect.signature(DDIMInverseScheduler.__init__).parameters)
+    shared = {k: v for k, v in dict(forward.config).items() if k in inv_keys}
+    inverse = DDIMInverseScheduler.from_config(
+        shared, **{k: v for k, v in SCHEDULER_OVERRIDES.items() if k in inv_keys}
+    )
     return forward, inverse
 
 
@@ -385,24 +397,105 @@ def summarize_mse(
     return out
 
 
-def reconstruction_report(
-    reconstructor: DDIMReconstructor, *, images: int, seconds: float, summary: dict[str, Any]
+class _Progress:
+    """Wraps a reconstructor with an images/s + ETA bar (the cache writer's own bar counts shards)."""
+
+    def __init__(self, fn: Callable[[np.ndarray], np.ndarray], total: int, enabled: bool) -> None:
+        self.fn = fn
+        self.bar = tqdm(
+            total=total, desc="ddim recon", unit="img", disable=not enabled or None, smoothing=0.1
+        )
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        out = self.fn(batch)
+        self.bar.update(len(batch))
+        return out
+
+
+def _groups_from_manifest(manifest: Path, image_ids: np.ndarray) -> dict[str, np.ndarray]:
+    """Boolean row masks ``family=<f>`` / ``generator=<g>`` over store rows, joined on ``cache_index``."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(manifest, columns=["image_id", "family", "generator", "cache_index"]).to_pydict()
+    fam = np.full(len(image_ids), "", dtype=object)
+    gen = np.full(len(image_ids), "", dtype=object)
+    for iid, f, g, ci in zip(
+        table["image_id"], table["family"], table["generator"], table["cache_index"], strict=True
+    ):
+        if ci is None or ci < 0:
+            continue
+        if ci >= len(image_ids) or str(image_ids[ci]) != iid:
+            raise StaleCacheError(
+                f"manifest {str(manifest)!r} row with cache_index {ci} does not match the cache's image_id "
+                "(manifest and images.zarr are from different prepare runs)."
+            )
+        fam[ci], gen[ci] = f, g
+    groups = {f"family={f}": fam == f for f in sorted(set(fam)) if f}
+    groups.update({f"generator={g}": gen == g for g in sorted(set(gen)) if g})
+    return groups
+
+
+def run_ddim_reconstruction(
+    *,
+    input_store: Path,
+    out: Path,
+    model_dir: Path,
+    work_dir: Path,
+    steps: int,
+    batch_size: int,
+    precision: str,
+    compile: bool,
+    device: str,
+    resolution: int,
+    chunk_images: int,
+    shard_images: int,
+    manifest: Path | None = None,
+    stage: str | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
-    """The stage report: throughput, retries, per-group MSE, provenance."""
+    """Reconstruct a whole input cache into ``out`` (resumable) and return the stage report.
+
+    The report holds images/s, float32 retries, and mean MSE (raw and over pixel variance) overall, per
+    family and per generator when a manifest is given; ``premise_holds_*`` says whether the generator
+    named like the model folder (``data/models/adm`` -> ``adm``) reconstructs best of all generators.
+    """
+    from pipeline.cache import build_recon_store, open_store
+
+    rec = DDIMReconstructor(
+        model_dir, steps=steps, batch_size=batch_size, device=device, precision=precision,
+        compile=compile, resolution=resolution,
+    )  # fmt: skip
+    n = int(open_store(Path(input_store))["image"].shape[0])
+    wrapped = _Progress(rec, n, progress)
+    t0 = time.perf_counter()
+    built = build_recon_store(
+        Path(input_store), Path(out), reconstruct=wrapped, provenance=rec.provenance(),
+        work_dir=Path(work_dir), batch_size=batch_size, chunk_images=chunk_images,
+        shard_images=shard_images, progress=False, stage=stage,
+    )  # fmt: skip
+    wrapped.bar.close()
+    seconds = time.perf_counter() - t0
+    store, inp = open_store(Path(out)), open_store(Path(input_store))
+    mse = np.asarray(store["mse"][:], dtype=np.float64)
+    ids = np.asarray(store["image_id"][:])
+    var = np.empty(n, dtype=np.float64)
+    for s in range(0, n, 1024):  # pixel variance in model units, for the contrast-normalised MSE
+        x = np.asarray(inp["image"][s : s + 1024], dtype=np.float64) / 127.5 - 1.0
+        var[s : s + 1024] = x.reshape(len(x), -1).var(axis=1)
+    groups = {"all": np.ones(n, dtype=bool)}
+    if manifest is not None:
+        groups.update(_groups_from_manifest(Path(manifest), ids))
+    summary = summarize_mse(mse, var, groups, own_generator=Path(model_dir).name)
     return {
-        "images": images,
+        "images": n,
+        "images_computed": built.images_computed,
         "seconds": round(seconds, 3),
-        "images_per_s": round(images / seconds, 3) if seconds > 0 else None,
-        "nonfinite_retries": reconstructor.nonfinite_retries,
-        "steps": reconstructor.steps,
-        "precision": reconstructor.precision,
-        "provenance": reconstructor.provenance(),
+        "images_per_s": round(built.images_per_s, 3),
+        "nonfinite_retries": rec.nonfinite_retries,
+        "steps": steps,
+        "precision": precision,
+        "batch_size": batch_size,
+        "own_generator": Path(model_dir).name,
+        "provenance": rec.provenance(),
         **summary,
     }
-
-
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    """Run ``fn`` and return ``(result, wall seconds)``."""
-    t0 = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t0
