@@ -310,7 +310,8 @@ def train_gan(
         opt_g.zero_grad(set_to_none=True)
         g_loss.float().backward()
         opt_g.step()
-        _ema_update(g_ema, g, config.ema_decay)
+        # EMA with ramp-up (as StyleGAN2's ema_rampup): early steps follow G closely, later ones average.
+        _ema_update(g_ema, g, min(config.ema_decay, (step + 1) / (step + 10)))
 
         if step % config.log_every == 0 or step == config.steps - 1:
             elapsed = time.perf_counter() - t0
