@@ -175,9 +175,14 @@ class CacheReader:
                 check_files(root, {rel: recorded[rel]}, verify=True, stage=stage)
                 self._verified.add((store, rel))
         try:
-            if rows.size and rows[-1] - rows[0] + 1 == rows.size:  # contiguous: plain slice is fastest
+            if rows.size and rows[-1] - rows[0] + 1 == rows.size:  # contiguous: one slice
                 return np.asarray(arr[int(rows[0]) : int(rows[-1]) + 1])
-            return np.asarray(arr.get_orthogonal_selection((rows,)))
+            # One slice per run of adjacent chunks: each needed chunk is decoded once and no other.
+            # (zarr's integer-array `get_orthogonal_selection` measured ~100x slower on sharded arrays.)
+            chunk0 = arr.chunks[0]
+            runs = np.split(rows, np.flatnonzero(np.diff(rows // chunk0) > 1) + 1) if rows.size else []
+            parts = [np.asarray(arr[int(r[0]) : int(r[-1]) + 1])[r - r[0]] for r in runs]
+            return np.concatenate(parts) if parts else np.asarray(arr[0:0])
         except (ValueError, RuntimeError, OSError, TypeError, IndexError) as e:
             check_files(root, {r: recorded[r] for r in touched if r in recorded}, verify=True, stage=stage)
             raise CacheCorruptError(
