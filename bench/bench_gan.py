@@ -11,12 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from pipeline.inversion.gan import GanReconstructor
 from pipeline.models.checkpoint import save_checkpoint, weights_hash
