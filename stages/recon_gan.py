@@ -23,11 +23,13 @@ def main(
     work_dir: Path = typer.Option(
         ..., help="Partial-work folder outside --out, e.g. data/_work/recon_gan/DATASET."
     ),
-    report: Path = typer.Option(None, help="JSON report path: images/s, MSE/PSNR per family and generator."),
-    manifest: Path = typer.Option(
+    report: Path | None = typer.Option(
+        None, help="JSON report path: images/s, MSE/PSNR per family and generator."
+    ),
+    manifest: Path | None = typer.Option(
         None, help="manifest.parquet of the dataset, to group the report by family."
     ),
-    own_generator: str = typer.Option(
+    own_generator: str | None = typer.Option(
         None,
         help="Name of --generator in the manifest's `generator` column (premise check: own images best).",
     ),

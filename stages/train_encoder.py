@@ -3,10 +3,12 @@ StyleGAN2."""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import typer
 
+from pipeline.errors import ConfigError
 from pipeline.models.encoder import EncoderTrainConfig, train_encoder_from_faces
 from pipeline.params import get
 from stages._common import setup
@@ -23,7 +25,7 @@ def main(
     out: Path = typer.Option(
         ..., help="Output encoder folder (model.safetensors, config.json, report.json)."
     ),
-    live: Path = typer.Option(None, help="dvclive folder for the training curves (optional)."),
+    live: Path | None = typer.Option(None, help="dvclive folder for the training curves (optional)."),
 ) -> None:
     """Train the encoder on the faces of split `train` (resized to data.resolution) for the frozen generator.
 
@@ -31,10 +33,10 @@ def main(
     """
     params, device = setup()
     enc = get(params, "encoder", {}) or {}
-    try:
-        config = EncoderTrainConfig(**enc)
-    except TypeError as exc:
-        raise typer.BadParameter(f"unknown key under `encoder` in params.yaml: {exc}") from exc
+    unknown = sorted(set(enc) - {f.name for f in fields(EncoderTrainConfig)})
+    if unknown:
+        raise ConfigError(f"unknown keys under `encoder` in params.yaml: {unknown}.")
+    config = EncoderTrainConfig(**enc)
     train_encoder_from_faces(
         config,
         generator,

@@ -26,7 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from pipeline.device import Precision, autocast, parse_precision, seed_everything
-from pipeline.errors import ConfigError, InputDataError, ModelLoadError
+from pipeline.errors import ConfigError, InputDataError, ModelLoadError, MultireconError
 from pipeline.imaging import from_model, to_model
 from pipeline.models.checkpoint import CONFIG_NAME, load_checkpoint, load_state_into, save_checkpoint
 from pipeline.models.dcgan import DCGANDiscriminator, DCGANGenerator
@@ -35,6 +35,7 @@ from pipeline.models.stylegan2 import Discriminator, Generator
 __all__ = [
     "GanTrainConfig",
     "GanTrainReport",
+    "TrainingDivergedError",
     "build_models",
     "load_generator",
     "sample_gan",
@@ -43,6 +44,11 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+class TrainingDivergedError(MultireconError, FloatingPointError):
+    """A loss became NaN/Inf during training; the message names the step and the losses."""
+
 
 Arch = Literal["stylegan2", "dcgan"]
 _ARCHS = ("stylegan2", "dcgan")
@@ -322,10 +328,8 @@ def train_gan(
                 "r1": r1_val,
                 "img_per_s": (step + 1) * bs / max(elapsed, 1e-9),
             }
-            if not all(math.isfinite(v) for k, v in last.items() if k != "r1") or not math.isfinite(
-                r1_val if config.r1_gamma > 0 else 0.0
-            ):
-                raise FloatingPointError(f"GAN training diverged at step {step}: {last}")
+            if not (math.isfinite(last["loss_d"]) and math.isfinite(last["loss_g"])):
+                raise TrainingDivergedError(f"GAN training diverged at step {step}: {last}")
             history.append(last)
             bar.set_postfix(
                 d=f"{last['loss_d']:.3f}", g=f"{last['loss_g']:.3f}", ips=f"{last['img_per_s']:.0f}"

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from pipeline.demo.gan_training import TrainingDivergedError, load_generator
 from pipeline.device import seed_everything
 from pipeline.errors import ConfigError, InputDataError, ModelLoadError
 from pipeline.imaging import to_model
@@ -275,8 +276,6 @@ class EncoderTrainReport:
 
 def load_stylegan_generator(generator_dir: Path) -> Generator:
     """Load a ``stylegan2`` generator folder (the only kind the encoder can invert)."""
-    from pipeline.demo.gan_training import load_generator
-
     g = load_generator(Path(generator_dir))
     if not isinstance(g, Generator):
         raise ModelLoadError(
@@ -379,7 +378,7 @@ def train_encoder(
                 "img_per_s": (step + 1) * config.batch_size / max(time.perf_counter() - t0, 1e-9),
             }
             if not math.isfinite(row["loss"]):
-                raise FloatingPointError(f"encoder training diverged at step {step}: {row}")
+                raise TrainingDivergedError(f"encoder training diverged at step {step}: {row}")
             history.append(row)
             bar.set_postfix(loss=f"{row['loss']:.4f}", mse=f"{rec_real:.4f}", ips=f"{row['img_per_s']:.0f}")
             if live is not None:
