@@ -10,8 +10,9 @@ How a build runs (``build_recon_store``):
    locking). A shard is reconstructed whole, in batches of ``batch_size`` whose boundaries depend only on
    the shard (so a resumed or multi-worker build is bitwise identical to a single uninterrupted one),
    written with one region write per array, and only then marked done by an atomic marker file
-   (``done/shard-<i>.json``, written to a temp name then ``os.replace``\\ d) that records the shard files'
-   sizes and sha256. A re-run skips shards whose marker and files check out and recomputes the rest.
+   (``done/shard-<i>.json``, written to a temp name then moved with ``os.replace``) that records the
+   shard files' sizes and sha256. A re-run skips shards whose marker and files check out and
+   recomputes the rest.
 3. When every shard is done, one worker (under an ``flock``) records all checksums in the attributes,
    removes the markers and renames the store to ``out`` (atomic on one filesystem).
 
@@ -21,6 +22,11 @@ disables DVC's run-cache for that stage (no ``dvc repro`` restore of a previousl
 ``dvc push --run-cache`` has nothing to send), and makes a half-written output look like a normal one.
 A work dir outside the output keeps the run-cache and ordinary ``dvc push``/``pull`` semantics; the price
 is a promote step (a rename) and a folder to ignore (``/data/_work/`` is in ``.gitignore``/``.dvcignore``).
+
+Limits: crash safety covers a killed process (kill -9, OOM, Ctrl-C), not a power cut: files are not
+fsynced. A ``<work_dir>.lock`` file (for ``flock``) stays beside the work dir after a build; it is empty.
+Multiple workers must share one filesystem with working ``flock`` (local disk or NFSv4), and run the
+same ``reconstruct`` on the same kind of hardware if the store is to be bitwise identical.
 """
 
 from __future__ import annotations
@@ -59,7 +65,7 @@ from pipeline.cache.store import (
     store_layout,
 )
 from pipeline.cache.verify import file_digest
-from pipeline.errors import ConfigError, MultireconError, StaleCacheError
+from pipeline.errors import ConfigError, MultireconError
 
 __all__ = ["ReconStoreReport", "ReconstructorOutputError", "build_recon_store", "recon_outputs"]
 
@@ -353,7 +359,7 @@ def _already_built(out: Path, ident: dict[str, Any]) -> bool:
         return False
     try:
         g = open_store(out, ident["provenance"])
-    except (StaleCacheError, MultireconError):
+    except MultireconError:  # missing, corrupt or stale: rebuild
         return False
     return store_layout(g).get("identity") == ident
 
