@@ -44,9 +44,14 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / rel, dest / rel)
     _ok([sys.executable, "-m", "pipeline.cli", "profile", "quick"], dest)
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"]):
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "config", "user.email", "ci@multirecon.invalid"],  # `dvc exp run` commits to refs/exps
+        ["git", "config", "user.name", "multirecon tests"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "quick profile"],
+    ):
         _ok(cmd, dest)
-    _ok(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "quick"], dest)
     out = _ok(["dvc", "repro"], dest)
     (dest / "first_repro.log").write_text(out)
     return dest
