@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from pipeline.demo.synth import assemble_dataset
-from stages._common import setup
+from stages._common import run, setup
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -26,4 +26,4 @@ def main(
 
 
 if __name__ == "__main__":
-    app()
+    run(app)

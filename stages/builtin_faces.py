@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from pipeline.demo.faces import export_builtin_faces
-from stages._common import setup
+from stages._common import run, setup
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -23,4 +23,4 @@ def main(out: Path = typer.Option(..., help="Output folder for lfw_NNN.png.")) -
 
 
 if __name__ == "__main__":
-    app()
+    run(app)

@@ -15,6 +15,7 @@ import typer
 from pipeline.detectors.run import evaluate_from_cache
 from pipeline.device import resolve_device
 from pipeline.params import get, load_params
+from stages._common import run
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -50,4 +51,4 @@ def main(
 
 
 if __name__ == "__main__":
-    app()
+    run(app)

@@ -8,7 +8,7 @@ import typer
 
 from pipeline.demo.faces import FacesConfig, write_faces
 from pipeline.params import get
-from stages._common import setup
+from stages._common import run, setup
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -37,4 +37,4 @@ def main(
 
 
 if __name__ == "__main__":
-    app()
+    run(app)

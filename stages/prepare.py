@@ -15,6 +15,7 @@ import typer
 from pipeline.data.config import parse_dataset_config, parse_prepare_config
 from pipeline.data.prepare import prepare_dataset
 from pipeline.params import get, load_params
+from stages._common import run
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -53,4 +54,4 @@ def main(
 
 
 if __name__ == "__main__":
-    app()
+    run(app)

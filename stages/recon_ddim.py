@@ -10,6 +10,7 @@ import typer
 
 from pipeline.inversion.ddim import run_ddim_reconstruction
 from pipeline.params import get, load_params
+from stages._common import run
 
 app = typer.Typer(
     add_completion=False, help="DDIM-reconstruct every image of a prepared dataset (resumable)."
@@ -52,4 +53,4 @@ def main(
 
 
 if __name__ == "__main__":
-    app()
+    run(app)

@@ -8,7 +8,7 @@ import typer
 
 from pipeline.inversion.gan import GanReconstructor, run_recon_gan
 from pipeline.params import get
-from stages._common import setup
+from stages._common import run, setup
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -65,4 +65,4 @@ def main(
 
 
 if __name__ == "__main__":
-    app()
+    run(app)

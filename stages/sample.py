@@ -8,7 +8,7 @@ import typer
 
 from pipeline.demo.synth import FakeCounts, write_fakes
 from pipeline.params import get
-from stages._common import setup
+from stages._common import run, setup
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -45,4 +45,4 @@ def main(
 
 
 if __name__ == "__main__":
-    app()
+    run(app)

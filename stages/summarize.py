@@ -13,6 +13,7 @@ from pathlib import Path
 import typer
 
 from pipeline.metrics.tables import write_summary
+from stages._common import run
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -31,4 +32,4 @@ def main(
 
 
 if __name__ == "__main__":
-    app()
+    run(app)

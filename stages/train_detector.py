@@ -16,6 +16,7 @@ from pipeline.detectors.config import parse_detector_spec
 from pipeline.detectors.run import train_from_cache
 from pipeline.device import resolve_device
 from pipeline.params import get, load_params
+from stages._common import run
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -64,4 +65,4 @@ def main(
 
 
 if __name__ == "__main__":
-    app()
+    run(app)

@@ -11,7 +11,7 @@ import typer
 from pipeline.errors import ConfigError
 from pipeline.models.encoder import EncoderTrainConfig, train_encoder_from_faces
 from pipeline.params import get
-from stages._common import setup
+from stages._common import run, setup
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -50,4 +50,4 @@ def main(
 
 
 if __name__ == "__main__":
-    app()
+    run(app)

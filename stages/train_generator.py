@@ -9,7 +9,7 @@ import typer
 from pipeline.demo.faces import load_faces
 from pipeline.demo.generators import GeneratorSpec, train_generator
 from pipeline.params import get
-from stages._common import setup
+from stages._common import run, setup
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -38,4 +38,4 @@ def main(
 
 
 if __name__ == "__main__":
-    app()
+    run(app)
