@@ -113,9 +113,14 @@ def profile(
     project: Path = typer.Option(Path("."), help="Project root."),
 ) -> None:
     """Merge profiles/NAME.yaml onto params.yaml (in place; see the change with `git diff`)."""
+    from pipeline.errors import ConfigError
     from pipeline.profiles import apply_profile
 
-    apply_profile(name, project / "params.yaml", project / "profiles")
+    try:
+        apply_profile(name, project / "params.yaml", project / "profiles")
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
     typer.echo(f"params.yaml now uses profile {name!r}; run `dvc repro`.")
 
 
