@@ -25,9 +25,12 @@ def image_grid(images: np.ndarray, ncol: int = 8, pad: int = 1) -> np.ndarray:
     return grid
 
 
-def save_image_grid(images: np.ndarray, path: Path, ncol: int = 8, scale: int = 2) -> Path:
-    """Save a grid PNG, upscaled by ``scale`` (nearest) so 32 px faces are visible."""
-    grid = Image.fromarray(image_grid(images, ncol))
+def save_image_grid(
+    images: np.ndarray, path: str | Path, ncol: int = 8, scale: int = 2, pad: int = 1
+) -> Path:
+    """Save a grid PNG (``pad`` px white gaps), upscaled by ``scale`` (nearest) so 32 px faces are visible."""
+    path = Path(path)
+    grid = Image.fromarray(image_grid(images, ncol, pad))
     if scale > 1:
         grid = grid.resize((grid.width * scale, grid.height * scale), Image.Resampling.NEAREST)
     path.parent.mkdir(parents=True, exist_ok=True)

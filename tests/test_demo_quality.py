@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.demo.quality import image_statistics, nearest_neighbour_distances, quality_report
+from pipeline.demo.quality import (
+    image_statistics,
+    nearest_neighbour_distances,
+    quality_report,
+    summary_statistics,
+)
 
 
 def _faces(n: int, seed: int, contrast: float = 1.0) -> np.ndarray:
@@ -19,6 +24,14 @@ def test_statistics_of_flat_image() -> None:
     np.testing.assert_allclose(s["mean"], 0.2, atol=1e-6)
     np.testing.assert_allclose(s["std"], 0.0, atol=1e-6)
     np.testing.assert_allclose(s["hf_energy"], 0.0, atol=1e-9)
+
+
+def test_summary_statistics_detect_low_contrast() -> None:
+    x = _faces(4, 0)
+    flat = (x.astype(np.float32) * 0.5 + 64).astype(np.uint8)
+    s, f = summary_statistics(x), summary_statistics(flat)
+    assert s["mean"] == float(image_statistics(x)["mean"].mean())
+    assert f["std"] < s["std"] and f["hf_energy"] < s["hf_energy"]
 
 
 def test_washed_out_fakes_fail_and_matching_fakes_pass() -> None:

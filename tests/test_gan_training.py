@@ -70,6 +70,7 @@ def test_train_few_steps(arch: str, faces: np.ndarray, tmp_path: Path) -> None:
     moved = [k for k, v in g1.state_dict().items() if not torch.equal(v, g0.state_dict()[k])]
     assert len(moved) > len(g1.state_dict()) // 2
     assert (tmp_path / "g" / "samples.png").is_file()
+    assert set(report.sample_stats) == set(report.real_stats) == {"mean", "std", "hf_energy"}
     assert json.loads((tmp_path / "g" / "config.json").read_text())["kind"] == arch
     assert (tmp_path / "live" / "metrics.json").is_file()
     assert report.g_params > 0 and report.d_params > 0

@@ -37,17 +37,19 @@ from diffusers import (
 )
 from tqdm.auto import tqdm
 
+from pipeline.demo.quality import summary_statistics
 from pipeline.device import resolve_device, seed_everything
 from pipeline.errors import ConfigError, InputDataError, ModelLoadError, MultireconError
 from pipeline.imaging import from_model, to_model
 from pipeline.inversion.ddim import build_ddim_schedulers
 from pipeline.models.autoencoder import AUTOENCODER_PRESETS, build_autoencoder
 from pipeline.models.unet import UNET_PRESETS, build_unet, count_params
+from pipeline.plots import save_image_grid
 
 if TYPE_CHECKING:
     from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-__all__ = ["DmTrainConfig", "SamplingError", "image_stats", "sample_dm", "save_grid", "train_dm"]
+__all__ = ["DmTrainConfig", "SamplingError", "sample_dm", "train_dm"]
 
 logger = logging.getLogger(__name__)
 
@@ -139,40 +141,6 @@ class DmTrainConfig:
                 f"`sample_steps` ({self.sample_steps}) cannot exceed `num_train_timesteps` "
                 f"({self.num_train_timesteps})."
             )
-
-
-# -- statistics --------------------------------------------------------------------------------------
-def image_stats(images: np.ndarray) -> dict[str, float]:
-    """Pixel mean, mean per-image std and high-frequency energy of uint8 `(N, 3, H, W)` images, on [0, 1].
-
-    High-frequency energy is the mean squared difference of horizontally and vertically adjacent pixels:
-    washed-out or blurry fakes show up as low std / low energy (the pilot's confound).
-    """
-    x = images.astype(np.float32) / 255.0
-    dx = np.diff(x, axis=3) ** 2
-    dy = np.diff(x, axis=2) ** 2
-    return {
-        "mean": float(x.mean()),
-        "std": float(x.reshape(len(x), -1).std(axis=1).mean()),
-        "hf_energy": float((dx.mean() + dy.mean()) / 2),
-    }
-
-
-def save_grid(images: np.ndarray, path: str | Path, *, nrow: int = 8) -> Path:
-    """Save uint8 `(N, 3, H, W)` images as one PNG grid (``nrow`` per row, 2 px gaps)."""
-    from PIL import Image
-
-    n, _, h, w = images.shape
-    rows = math.ceil(n / nrow)
-    canvas = np.full((rows * (h + 2) + 2, nrow * (w + 2) + 2, 3), 255, dtype=np.uint8)
-    for i, img in enumerate(images):
-        r, c = divmod(i, nrow)
-        canvas[2 + r * (h + 2) : 2 + r * (h + 2) + h, 2 + c * (w + 2) : 2 + c * (w + 2) + w] = img.transpose(
-            1, 2, 0
-        )
-    p = Path(path)
-    Image.fromarray(canvas).save(p)
-    return p
 
 
 # -- schedulers -------------------------------------------------------------------------------------
@@ -454,10 +422,10 @@ def train_dm(
     )
     (out / "train_report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
     samples, pre = _sample(out, 64, seed=seed, batch_size=64, device=str(dev), steps=config.sample_steps)
-    save_grid(samples, out / "samples.png")
+    save_image_grid(samples, out / "samples.png")
     report.update(
-        sample_stats=image_stats(samples),
-        real_stats=image_stats(arr[:2048]),
+        sample_stats=summary_statistics(samples),
+        real_stats=summary_statistics(arr[:2048]),
         sample_preclamp={"min": pre[0], "max": pre[1], "frac_outside_1": pre[2]},
     )
     (out / "train_report.json").write_text(json.dumps(report, indent=2, sort_keys=True))

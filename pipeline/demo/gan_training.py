@@ -21,16 +21,17 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
+from pipeline.demo.quality import summary_statistics
 from pipeline.device import Precision, autocast, parse_precision, seed_everything
 from pipeline.errors import ConfigError, InputDataError, ModelLoadError, MultireconError
 from pipeline.imaging import from_model, to_model
 from pipeline.models.checkpoint import CONFIG_NAME, load_checkpoint, load_state_into, save_checkpoint
 from pipeline.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from pipeline.models.stylegan2 import Discriminator, Generator
+from pipeline.plots import save_image_grid
 
 __all__ = [
     "GanTrainConfig",
@@ -39,7 +40,6 @@ __all__ = [
     "build_models",
     "load_generator",
     "sample_gan",
-    "save_grid",
     "train_gan",
 ]
 
@@ -140,7 +140,8 @@ class GanTrainConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class GanTrainReport:
-    """What a training run did: sizes, speed, final losses, and pixel statistics of samples vs reals."""
+    """What a training run did: sizes, speed, final losses, and pixel statistics of samples vs reals
+    (`pipeline.demo.quality.summary_statistics`: mean, std, hf_energy on [0, 1])."""
 
     arch: str
     steps: int
@@ -191,32 +192,6 @@ def _generate(g: nn.Module, z: torch.Tensor, mixing_prob: float, rng: np.random.
         cut = int(rng.integers(1, g.n_latent))
         w_plus = torch.cat([w_plus[:, :cut], w2[:, None].expand(-1, g.n_latent - cut, -1)], 1)
     return g.synthesis(w_plus, noise_mode="random")
-
-
-def _pixel_stats(x: np.ndarray) -> dict[str, float]:
-    """Mean, std and high-frequency energy (mean squared Laplacian) of uint8 images, on the [-1, 1] scale."""
-    f = x.astype(np.float32) / 127.5 - 1.0
-    lap = (
-        4 * f[:, :, 1:-1, 1:-1]
-        - f[:, :, :-2, 1:-1]
-        - f[:, :, 2:, 1:-1]
-        - f[:, :, 1:-1, :-2]
-        - f[:, :, 1:-1, 2:]
-    )
-    return {"mean": float(f.mean()), "std": float(f.std()), "hf_energy": float((lap**2).mean())}
-
-
-def save_grid(images: np.ndarray, path: Path, *, nrow: int = 8) -> Path:
-    """Write uint8 `(N, 3, H, W)` images as an ``nrow``-wide PNG grid."""
-    n, _, h, w = images.shape
-    rows = math.ceil(n / nrow)
-    grid = np.zeros((rows * h, nrow * w, 3), dtype=np.uint8)
-    for i, im in enumerate(images):
-        r, c = divmod(i, nrow)
-        grid[r * h : (r + 1) * h, c * w : (c + 1) * w] = im.transpose(1, 2, 0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid).save(path)
-    return path
 
 
 @torch.no_grad()
@@ -349,7 +324,7 @@ def train_gan(
     out_dir = Path(out_dir)
     save_checkpoint(out_dir, g_ema.cpu(), kind=config.arch, config=config.generator_kwargs())
     samples = sample_gan(out_dir, 512, seed=seed, device=device)
-    save_grid(samples[:64], out_dir / "samples.png")
+    save_image_grid(samples[:64], out_dir / "samples.png")
     report = GanTrainReport(
         arch=config.arch,
         steps=config.steps,
@@ -358,8 +333,8 @@ def train_gan(
         seconds=seconds,
         s_per_step=seconds / config.steps,
         final=last,
-        sample_stats=_pixel_stats(samples),
-        real_stats=_pixel_stats(images[: min(len(images), 2048)]),
+        sample_stats=summary_statistics(samples),
+        real_stats=summary_statistics(images[:2048]),
         out_dir=str(out_dir),
         history=history,
     )

@@ -12,7 +12,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["QualityReport", "image_statistics", "nearest_neighbour_distances", "quality_report"]
+__all__ = [
+    "QualityReport",
+    "image_statistics",
+    "nearest_neighbour_distances",
+    "quality_report",
+    "summary_statistics",
+]
 
 
 def image_statistics(images: np.ndarray) -> dict[str, np.ndarray]:
@@ -34,6 +40,11 @@ def image_statistics(images: np.ndarray) -> dict[str, np.ndarray]:
         "std": x.reshape(len(x), -1).std(axis=1),
         "hf_energy": (lap**2).reshape(len(x), -1).mean(axis=1),
     }
+
+
+def summary_statistics(images: np.ndarray) -> dict[str, float]:
+    """Means over images of `image_statistics`: the numbers training reports and `quality_report` compare."""
+    return {k: float(v.mean()) for k, v in image_statistics(images).items()}
 
 
 def nearest_neighbour_distances(queries: np.ndarray, references: np.ndarray, batch: int = 256) -> np.ndarray:
@@ -83,9 +94,7 @@ def quality_report(
     statistics pass when every gap is within ``tolerance``. A fake whose nearest training face is
     closer than ``copy_threshold`` RMS (on [0, 1]) counts as a copy.
     """
-    fs, rs = image_statistics(fakes), image_statistics(real_test)
-    fake = {k: float(v.mean()) for k, v in fs.items()}
-    real = {k: float(v.mean()) for k, v in rs.items()}
+    fake, real = summary_statistics(fakes), summary_statistics(real_test)
     gap = {k: abs(fake[k] - real[k]) / max(real[k], 1e-8) for k in fake}
     nn_fake = nearest_neighbour_distances(fakes, real_train)
     nn_real = nearest_neighbour_distances(real_test, real_train)

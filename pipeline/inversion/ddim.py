@@ -41,8 +41,9 @@ from diffusers import DDIMInverseScheduler, DDIMScheduler, UNet2DModel
 from tqdm.auto import tqdm
 
 from pipeline.device import autocast_dtype, parse_precision, resolve_device
-from pipeline.errors import ConfigError, ModelLoadError, MultireconError, StaleCacheError
+from pipeline.errors import ConfigError, ModelLoadError, MultireconError
 from pipeline.imaging import to_model
+from pipeline.inversion.report import summarize_recon_store
 from pipeline.models.checkpoint import weights_hash
 
 if TYPE_CHECKING:
@@ -57,7 +58,6 @@ __all__ = [
     "load_ddim_model",
     "locate_model_parts",
     "run_ddim_reconstruction",
-    "summarize_mse",
 ]
 
 logger = logging.getLogger(__name__)
@@ -378,36 +378,6 @@ class DDIMReconstructor:
         }
 
 
-def _stats(values: np.ndarray) -> dict[str, float | int]:
-    return {"n": int(values.size), "mean": float(values.mean()), "std": float(values.std())}
-
-
-def summarize_mse(
-    mse: np.ndarray, pixel_var: np.ndarray, groups: dict[str, np.ndarray], *, own_generator: str | None
-) -> dict[str, Any]:
-    """Mean reconstruction MSE per group, raw and divided by each image's pixel variance.
-
-    The variance-normalised number is the contrast control of ``DEMO-SCIENCE.md``: a washed-out fake
-    reconstructs "better" for lack of contrast alone. ``premise_holds`` asks whether the model's own
-    generator has the lowest mean MSE of all groups (raw and normalised).
-    """
-    norm = mse / np.maximum(pixel_var, 1e-8)
-    out: dict[str, Any] = {"mse": {}, "mse_over_var": {}}
-    for name, mask in groups.items():
-        if mask.any():
-            out["mse"][name] = _stats(mse[mask])
-            out["mse_over_var"][name] = _stats(norm[mask])
-    if own_generator is not None and f"generator={own_generator}" in out["mse"]:
-        key = f"generator={own_generator}"
-        others = [k for k in out["mse"] if k.startswith("generator=") and k != key]
-        for metric in ("mse", "mse_over_var"):
-            own = out[metric][key]["mean"]
-            out[f"premise_holds_{metric}"] = bool(others) and all(
-                own < out[metric][k]["mean"] for k in others
-            )
-    return out
-
-
 class _Progress:
     """Wraps a reconstructor with an images/s + ETA bar (the cache writer's own bar counts shards)."""
 
@@ -421,29 +391,6 @@ class _Progress:
         out = self.fn(batch)
         self.bar.update(len(batch))
         return out
-
-
-def _groups_from_manifest(manifest: Path, image_ids: np.ndarray) -> dict[str, np.ndarray]:
-    """Boolean row masks ``family=<f>`` / ``generator=<g>`` over store rows, joined on ``cache_index``."""
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(manifest, columns=["image_id", "family", "generator", "cache_index"]).to_pydict()
-    fam = np.full(len(image_ids), "", dtype=object)
-    gen = np.full(len(image_ids), "", dtype=object)
-    for iid, f, g, ci in zip(
-        table["image_id"], table["family"], table["generator"], table["cache_index"], strict=True
-    ):
-        if ci is None or ci < 0:
-            continue
-        if ci >= len(image_ids) or str(image_ids[ci]) != iid:
-            raise StaleCacheError(
-                f"manifest {str(manifest)!r} row with cache_index {ci} does not match the cache's image_id "
-                "(manifest and images.zarr are from different prepare runs)."
-            )
-        fam[ci], gen[ci] = f, g
-    groups = {f"family={f}": fam == f for f in sorted(set(fam)) if f}
-    groups.update({f"generator={g}": gen == g for g in sorted(set(gen)) if g})
-    return groups
 
 
 def run_ddim_reconstruction(
@@ -466,8 +413,8 @@ def run_ddim_reconstruction(
 ) -> dict[str, Any]:
     """Reconstruct a whole input cache into ``out`` (resumable) and return the stage report.
 
-    The report holds images/s, float32 retries, and mean MSE (raw and over pixel variance) overall, per
-    family and per generator when a manifest is given; ``premise_holds_*`` says whether the generator
+    The report holds images/s, float32 retries, and mean MSE (raw, as PSNR and over pixel variance) overall,
+    per family and per generator when a manifest is given; ``premise_holds_*`` says whether the generator
     named like the model folder (``data/models/adm`` -> ``adm``) reconstructs best of all generators.
     """
     from pipeline.cache import build_recon_store, open_store
@@ -486,19 +433,11 @@ def run_ddim_reconstruction(
     )  # fmt: skip
     wrapped.bar.close()
     seconds = time.perf_counter() - t0
-    store, inp = open_store(Path(out)), open_store(Path(input_store))
-    mse = np.asarray(store["mse"][:], dtype=np.float64)
-    ids = np.asarray(store["image_id"][:])
-    var = np.empty(n, dtype=np.float64)
-    for s in range(0, n, 1024):  # pixel variance in model units, for the contrast-normalised MSE
-        x = np.asarray(inp["image"][s : s + 1024], dtype=np.float64) / 127.5 - 1.0
-        var[s : s + 1024] = x.reshape(len(x), -1).var(axis=1)
-    groups = {"all": np.ones(n, dtype=bool)}
-    if manifest is not None:
-        groups.update(_groups_from_manifest(Path(manifest), ids))
-    summary = summarize_mse(mse, var, groups, own_generator=Path(model_dir).name)
+    summary = summarize_recon_store(
+        Path(input_store), Path(out), manifest=manifest, own_generator=Path(model_dir).name
+    )
     return {
-        "images": n,
+        "images": summary["images"],
         "images_computed": built.images_computed,
         "seconds": round(seconds, 3),
         "images_per_s": round(built.images_per_s, 3),
@@ -508,5 +447,5 @@ def run_ddim_reconstruction(
         "batch_size": batch_size,
         "own_generator": Path(model_dir).name,
         "provenance": rec.provenance(),
-        **summary,
+        **summary,  # mse, psnr, mse_over_var, premise_holds_* (pipeline.inversion.report)
     }

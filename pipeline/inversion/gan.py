@@ -14,20 +14,18 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from pipeline.errors import ConfigError, InputDataError, ModelLoadError
 from pipeline.imaging import to_model
+from pipeline.inversion.report import summarize_recon_store
 from pipeline.models.checkpoint import weights_hash
 from pipeline.models.encoder import RandomFeaturePyramid, invert, load_encoder, load_stylegan_generator
 
-if TYPE_CHECKING:
-    import pyarrow as pa
-
-__all__ = ["GanReconstructor", "reconstruction_summary", "run_recon_gan"]
+__all__ = ["GanReconstructor", "run_recon_gan"]
 
 log = logging.getLogger(__name__)
 
@@ -169,55 +167,6 @@ class GanReconstructor:
         }
 
 
-def _stats(v: np.ndarray) -> dict[str, float | int]:
-    return {"n": int(v.size), "mean": float(v.mean()), "std": float(v.std())}
-
-
-def reconstruction_summary(
-    mse: np.ndarray, pixel_var: np.ndarray, groups: dict[str, np.ndarray], *, own_generator: str | None
-) -> dict[str, Any]:
-    """Mean MSE, PSNR and MSE / pixel variance per group (MSE in model units, PSNR on the [0, 1] pixel scale).
-
-    MSE / variance is the contrast control of DEMO-SCIENCE.md. ``premise_holds_<metric>`` asks whether
-    images of ``own_generator`` reconstruct best (lowest mean) of all ``generator=`` groups.
-    """
-    psnr = 10 * np.log10(4.0 / np.maximum(mse, 1e-12))  # peak-to-peak 2 in model units
-    norm = mse / np.maximum(pixel_var, 1e-8)
-    out: dict[str, Any] = {"mse": {}, "psnr": {}, "mse_over_var": {}}
-    for name, mask in groups.items():
-        if mask.any():
-            out["mse"][name] = _stats(mse[mask])
-            out["psnr"][name] = _stats(psnr[mask])
-            out["mse_over_var"][name] = _stats(norm[mask])
-    key = f"generator={own_generator}"
-    if own_generator is not None and key in out["mse"]:
-        others = [k for k in out["mse"] if k.startswith("generator=") and k != key]
-        for metric in ("mse", "mse_over_var"):
-            own = out[metric][key]["mean"]
-            out[f"premise_holds_{metric}"] = bool(others) and all(
-                own < out[metric][k]["mean"] for k in others
-            )
-    return out
-
-
-def _groups(manifest: pa.Table, ids: np.ndarray) -> dict[str, np.ndarray]:
-    """Masks over store rows per family and per generator, joined on ``image_id``."""
-    cols = {c: manifest.column(c).to_pylist() for c in ("image_id", "family", "generator", "cache_index")}
-    row_of = {i: k for k, i in enumerate(cols["image_id"]) if cols["cache_index"][k] >= 0}
-    missing = [i for i in ids if i not in row_of]
-    if missing:
-        raise InputDataError(
-            f"{len(missing)} store image_ids are missing from the manifest, e.g. {missing[:3]}."
-        )
-    rows = [row_of[i] for i in ids]
-    groups: dict[str, np.ndarray] = {}
-    for col in ("family", "generator"):
-        vals = np.array([str(cols[col][r]) for r in rows])
-        for v in sorted(set(vals.tolist())):
-            groups[f"{col}={v}"] = vals == v
-    return groups
-
-
 def run_recon_gan(
     *,
     input_store: Path,
@@ -233,7 +182,6 @@ def run_recon_gan(
 ) -> dict[str, Any]:
     """Build the GAN recon store and a report (throughput, MSE/PSNR per family and generator, premise
     check)."""
-    from pipeline.cache.store import open_store
     from pipeline.cache.writer import build_recon_store
 
     t0 = time.perf_counter()
@@ -250,31 +198,24 @@ def run_recon_gan(
         stage="recon_gan",
     )
     seconds = time.perf_counter() - t0
-    rec_store, in_store = open_store(Path(out)), open_store(Path(input_store))
-    mse = np.asarray(rec_store["mse"][:], dtype=np.float64)
-    images = np.asarray(in_store["image"][:]).astype(np.float32) / 127.5 - 1.0
-    pixel_var = images.reshape(len(images), -1).var(1)
-    ids = np.array([str(i) for i in rec_store["image_id"][:]])
-    groups: dict[str, np.ndarray] = {"all": np.ones(len(mse), dtype=bool)}
-    if manifest is not None:
-        import pyarrow.parquet as pq
-
-        groups.update(_groups(pq.read_table(manifest), ids))
+    summary = summarize_recon_store(
+        Path(input_store), Path(out), manifest=manifest, own_generator=own_generator
+    )
     report = {
-        "images": len(mse),
+        "images": summary["images"],
         "seconds": round(seconds, 3),
         "images_computed": res.images_computed,
         "images_per_s": res.images_per_s,
         "provenance": reconstructor.provenance(),
         "own_generator": own_generator,
-        **reconstruction_summary(mse, pixel_var, groups, own_generator=own_generator),
+        **summary,  # mse, psnr, mse_over_var, premise_holds_* (pipeline.inversion.report)
     }
     if report_path is not None:
         report_path.parent.mkdir(parents=True, exist_ok=True)
         report_path.write_text(json.dumps(report, indent=2))
     log.info(
         "gan reconstruction done <images=%d> <seconds=%.1f> <mse=%s>",
-        len(mse),
+        summary["images"],
         seconds,
         report["mse"].get("all"),
     )
