@@ -142,6 +142,8 @@ def test_dataloader_with_two_workers(stores) -> None:
         assert sorted(rows.tolist()) == list(range(N))
         seen.append(rows)
     assert not np.array_equal(seen[0], seen[1])
+    with pytest.raises(TypeError, match="pin_memory"):  # DataLoader options go in loader_kwargs
+        make_loader(inp, recs, fields, batch_size=4, pin_memory=False)
     ds = CacheDataset(inp, recs, fields)
     dl = torch.utils.data.DataLoader(ds, batch_size=6, shuffle=True, num_workers=2)
     total = 0

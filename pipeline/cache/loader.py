@@ -6,7 +6,7 @@ stores are verified once in the parent when the dataset is built.
 - `CacheBatches` (an ``IterableDataset`` yielding whole batches) is the fast training path: every epoch
   shuffles whole chunks (``reader.epoch_windows``), worker ``w`` reads windows ``w::num_workers`` (each
   chunk decoded once per epoch) and shuffles rows inside each window. Call ``set_epoch(e)`` before each
-  epoch (workers are re-created per epoch unless ``persistent_workers``).
+  epoch (workers are re-created per epoch unless ``persistent_workers`` is in ``loader_kwargs``).
 - `CacheDataset` (map-style, one row per item, ``__getitems__`` batch reads) is for arbitrary samplers
   and evaluation; random access touches one chunk per row per field, so it is the slow path.
 """
@@ -62,6 +62,10 @@ class _LazyReader:
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_reader": None, "_pid": -1}
 
+    def rows(self, indices: Sequence[int] | np.ndarray | None) -> np.ndarray:
+        """The store rows a dataset uses: ``indices`` as int64, default all."""
+        return np.arange(self.n) if indices is None else np.asarray(indices, dtype=np.int64)
+
 
 def _to_torch(batch: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
@@ -80,7 +84,7 @@ class CacheDataset(Dataset):
         verify: bool | Literal["read"] = True,
     ) -> None:
         self.src = _LazyReader(input_store, recon_stores, fields, verify)
-        self.indices = np.arange(self.src.n) if indices is None else np.asarray(indices, dtype=np.int64)
+        self.indices = self.src.rows(indices)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -96,7 +100,19 @@ class CacheDataset(Dataset):
 
 
 class CacheBatches(IterableDataset):
-    """Yields shuffled batches (dicts of tensors incl. ``"index"``) by chunk windows; see module doc."""
+    """Yields shuffled batches (dicts of tensors incl. ``"index"``) by chunk windows; see module doc.
+
+    Args:
+        input_store / recon_stores: as in `CacheReader`.
+        fields (`Sequence[str]`): e.g. ``["image", "ddim.recon", "gan.recon"]``.
+        batch_size (`int`): rows per batch (a worker's last batch of an epoch may be short unless
+            ``drop_last``).
+        indices: rows to use (e.g. the train split), default all.
+        shuffle / seed: chunk-window shuffle; call ``set_epoch(e)`` each epoch.
+        window_chunks (`int`): chunks per shuffle window (the shuffle buffer, in chunks).
+        verify (`bool | "read"`): True sha256-checks every shard once, in this process, before
+            workers start; ``"read"`` makes each worker check shards as it first touches them.
+    """
 
     def __init__(
         self,
@@ -117,7 +133,7 @@ class CacheBatches(IterableDataset):
                 f"`batch_size` and `window_chunks` must be >= 1, got {batch_size}, {window_chunks}."
             )
         self.src = _LazyReader(input_store, recon_stores, fields, verify)
-        self.indices = np.arange(self.src.n) if indices is None else np.asarray(indices, dtype=np.int64)
+        self.indices = self.src.rows(indices)
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.drop_last, self.window_chunks, self.epoch = drop_last, window_chunks, 0
 
@@ -149,40 +165,20 @@ def make_loader(
     fields: Sequence[str],
     *,
     batch_size: int,
-    indices: Sequence[int] | np.ndarray | None = None,
-    shuffle: bool = True,
-    seed: int = 0,
-    drop_last: bool = False,
     num_workers: int = 0,
-    window_chunks: int = 16,
-    verify: bool | Literal["read"] = True,
-    **loader_kwargs: Any,
+    loader_kwargs: Mapping[str, Any] | None = None,
+    **options: Any,
 ) -> DataLoader:
     """A ``DataLoader`` over `CacheBatches` (batches already formed, so ``batch_size=None`` inside).
 
     Args:
-        input_store / recon_stores: as in `CacheReader`.
-        fields (`Sequence[str]`): e.g. ``["image", "ddim.recon", "gan.recon"]``.
-        batch_size (`int`): rows per batch (a worker's last batch of an epoch may be short unless
-            ``drop_last``).
-        indices: rows to use (e.g. the train split), default all.
-        shuffle / seed: chunk-window shuffle; call ``loader.dataset.set_epoch(e)`` each epoch.
+        input_store, recon_stores, fields, batch_size: as in `CacheBatches`.
         num_workers (`int`): DataLoader worker processes; each opens the stores lazily.
-        window_chunks (`int`): chunks per shuffle window (the shuffle buffer, in chunks).
-        verify (`bool | "read"`): True sha256-checks every shard once, in this process, before
-            workers start; ``"read"`` makes each worker check shards as it first touches them.
-        **loader_kwargs: passed to ``DataLoader`` (e.g. ``pin_memory``, ``persistent_workers``).
+        loader_kwargs (`Mapping`, *optional*): more ``DataLoader`` options (e.g. ``pin_memory``,
+            ``persistent_workers``).
+        **options: the other `CacheBatches` keywords (``indices``, ``shuffle``, ``seed``, ``drop_last``,
+            ``window_chunks``, ``verify``), with its defaults (one place, so they cannot drift apart);
+            call ``loader.dataset.set_epoch(e)`` each epoch.
     """
-    ds = CacheBatches(
-        input_store,
-        recon_stores,
-        fields,
-        batch_size=batch_size,
-        indices=indices,
-        shuffle=shuffle,
-        seed=seed,
-        drop_last=drop_last,
-        window_chunks=window_chunks,
-        verify=verify,
-    )
-    return DataLoader(ds, batch_size=None, num_workers=num_workers, **loader_kwargs)
+    ds = CacheBatches(input_store, recon_stores, fields, batch_size=batch_size, **options)
+    return DataLoader(ds, batch_size=None, num_workers=num_workers, **dict(loader_kwargs or {}))
