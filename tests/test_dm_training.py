@@ -21,11 +21,6 @@ if TYPE_CHECKING:
 RES = 16
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)  # shared CPU: avoid oversubscription stalls
-
-
 def faces(n: int = 48) -> np.ndarray:
     rng = np.random.default_rng(0)
     base = rng.integers(60, 200, (n, 3, 1, 1))

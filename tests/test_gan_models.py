@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,15 +11,6 @@ import torch
 from pipeline.errors import ModelLoadError
 from pipeline.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from pipeline.models.stylegan2 import Discriminator, Generator, load_rosinality_checkpoint
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models: one intra-op thread is several times faster than two on this shared 2-core box."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def get_generator(**overrides: object) -> Generator:

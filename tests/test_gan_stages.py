@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,15 +16,6 @@ from typer.testing import CliRunner
 from pipeline.cache.store import open_store, write_input_store
 from pipeline.models.checkpoint import save_checkpoint
 from pipeline.models.stylegan2 import Generator
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models: one intra-op thread is several times faster than two on this shared 2-core box."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def test_train_encoder_then_recon_gan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

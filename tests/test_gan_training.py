@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,15 +12,6 @@ import torch
 from pipeline.demo.gan_training import GanTrainConfig, build_models, load_generator, sample_gan, train_gan
 from pipeline.device import seed_everything
 from pipeline.errors import ConfigError, InputDataError, ModelLoadError
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models: one intra-op thread is several times faster than two on this shared 2-core box."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def get_config(**overrides: object) -> GanTrainConfig:
