@@ -47,7 +47,9 @@ def save_model(
 @pytest.mark.parametrize("schedule", ["linear", "squaredcos_cap_v2"])
 def test_scheduler_pair_mirrors(spacing: str, schedule: str) -> None:
     cfg = DDPMScheduler(beta_schedule=schedule, timestep_spacing=spacing, clip_sample=True).config
-    fwd, inv = build_ddim_schedulers(dict(cfg))
+    clipped = build_ddim_schedulers(dict(cfg))
+    assert all(s.config.clip_sample and s.config.clip_sample_range == 1.0 for s in clipped)
+    fwd, inv = build_ddim_schedulers(dict(cfg), clip_sample=False)  # the exactly invertible textbook pair
     assert fwd.config.clip_sample is False and inv.config.clip_sample is False
     assert fwd.config.set_alpha_to_one and inv.config.set_alpha_to_one
     torch.testing.assert_close(fwd.betas, inv.betas, rtol=0, atol=0)
@@ -80,8 +82,9 @@ def test_both_layouts_load(tmp_path: Path, layout: str) -> None:
     model = load_ddim_model(folder, resolution=RES)
     unet_dir, _ = locate_model_parts(folder)
     assert model.weights_hash == weights_hash(unet_dir)
-    assert model.scheduler.config.clip_sample is False
-    assert model.inverse_scheduler.config.clip_sample is False
+    assert model.scheduler.config.clip_sample and model.inverse_scheduler.config.clip_sample
+    plain = load_ddim_model(folder, resolution=RES, clip_sample=False)
+    assert not plain.scheduler.config.clip_sample and not plain.inverse_scheduler.config.clip_sample
 
 
 def test_missing_folder_named(tmp_path: Path) -> None:
@@ -147,7 +150,7 @@ def test_scheduler_config_recorded_in_provenance(tmp_path: Path) -> None:
     json.dumps(prov)  # must be JSON-serialisable for the cache attributes
     assert prov["kind"] == "ddim" and prov["steps"] == 3 and prov["resolution"] == RES
     assert prov["scheduler"]["beta_schedule"] == "squaredcos_cap_v2"
-    assert prov["scheduler"]["clip_sample"] is False and prov["inverse_scheduler"]["clip_sample"] is False
+    assert prov["scheduler"]["clip_sample"] is True and prov["inverse_scheduler"]["clip_sample"] is True
     assert prov["weights_hash"] == weights_hash(folder / "unet")
     out = rec(np.zeros((1, 3, RES, RES), dtype=np.uint8))
     assert out.dtype == np.float32 and out.shape == (1, 3, RES, RES)

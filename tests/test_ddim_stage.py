@@ -81,7 +81,7 @@ def test_stage_writes_store_and_report(workspace: Path) -> None:
     assert report["mse"]["generator=adm"]["n"] == 5
     # A 30-step model is too weak for the premise (tested in test_ddim_reconstruct); only the verdict's form.
     assert isinstance(report["premise_holds_mse"], bool) and "family=dm" in report["mse_over_var"]
-    assert report["provenance"]["steps"] == 5 and report["provenance"]["scheduler"]["clip_sample"] is False
+    assert report["provenance"]["steps"] == 5 and report["provenance"]["scheduler"]["clip_sample"] is True
     reader = CacheReader(workspace / "images.zarr", {"ddim": workspace / "ddim.zarr"})
     data = reader.load(["image", "ddim.recon", "ddim.residual", "ddim.mse"])
     assert data["ddim.recon"].shape == (10, 3, RES, RES) and data["ddim.recon"].dtype == np.uint8

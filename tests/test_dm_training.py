@@ -60,7 +60,7 @@ def test_ddpm_train_saves_and_samples(tmp_path: Path) -> None:
     sched_cfg = json.loads((out / "scheduler" / "scheduler_config.json").read_text())
     rec = DDIMReconstructor(out, steps=4, device="cpu", resolution=RES)
     assert dict(build_ddim_schedulers(sched_cfg)[0].config) == dict(rec.scheduler.config)
-    assert sched_cfg["clip_sample"] is False
+    assert sched_cfg["clip_sample"] is True  # pixel model: predicted x0 clipped, as DDIM recon does
 
 
 def test_ldm_train_saves_and_samples(tmp_path: Path) -> None:

@@ -8,9 +8,12 @@ and horizontal flips; for LDM, diffusion on 8x8x4 latents of a small KL autoenco
 latents scaled to unit variance.
 
 The "ADM" model is sampled with DDIM using exactly the scheduler pair that DDIM reconstruction builds
-(`pipeline.inversion.ddim.build_ddim_schedulers`: clip_sample False), so its fakes come from the process
-that later inverts them. Only the final image is clamped to [-1, 1]; the pre-clamp range is reported,
-because DDIM without clipping diverged on an undertrained model in the pilot (``DEMO-SCIENCE.md``).
+(`pipeline.inversion.ddim.build_ddim_schedulers`), so its fakes come from the process that later inverts
+them. Pixel models clip the predicted x0 to [-1, 1] at every step, as guided-diffusion / IDDPM sample with
+``clip_denoised=True`` (DDIM and ancestral DDPM: ``clip_sample``; DPM-Solver: ``thresholding`` with
+``sample_max_value=1``, which clips x0 to [-1, 1]); latent models never clip. Unclipped DDIM diverged on an
+undertrained model in the pilot (``DEMO-SCIENCE.md``) and on the medium rehearsal. The final image's
+pre-clamp range is reported.
 """
 
 from __future__ import annotations
@@ -157,13 +160,17 @@ def _betas(config: DmTrainConfig) -> dict[str, Any]:
 def _sampler_scheduler(config: DmTrainConfig) -> SchedulerMixin:
     """The scheduler saved beside the UNet; it defines how `sample_dm` samples."""
     betas = _betas(config)
+    pixel = config.kind == "ddpm"
     if config.sampler == "ddim":
-        return build_ddim_schedulers(betas)[0]
+        return build_ddim_schedulers(betas, clip_sample=pixel)[0]
     if config.sampler == "ddpm":
         # Ancestral DDPM clips the predicted x0 for pixel models (as DDPM/IDDPM do); never for latents.
-        return DDPMScheduler(**betas, clip_sample=config.kind == "ddpm", variance_type="fixed_small")
+        return DDPMScheduler(**betas, clip_sample=pixel, variance_type="fixed_small")
     if config.sampler == "dpmsolver":
-        return DPMSolverMultistepScheduler(**betas, algorithm_type="dpmsolver++", solver_order=2)
+        # thresholding with sample_max_value 1 clamps the dynamic threshold to 1: x0 is clipped to [-1, 1].
+        return DPMSolverMultistepScheduler(
+            **betas, algorithm_type="dpmsolver++", solver_order=2, thresholding=pixel, sample_max_value=1.0
+        )
     return PNDMScheduler(**betas, skip_prk_steps=True)
 
 
@@ -177,7 +184,9 @@ def _load_sampler(folder: Path) -> SchedulerMixin:
     cls = cfg.get("_class_name")
     if cls == "DDIMScheduler":
         # Exactly the forward scheduler DDIM reconstruction builds from this folder.
-        return build_ddim_schedulers(cfg, source=f"scheduler config {str(path)!r}")[0]
+        return build_ddim_schedulers(
+            cfg, clip_sample=bool(cfg.get("clip_sample", False)), source=f"scheduler config {str(path)!r}"
+        )[0]
     classes = {c.__name__: c for c in (DDPMScheduler, DPMSolverMultistepScheduler, PNDMScheduler)}
     if cls not in classes:
         raise ModelLoadError(

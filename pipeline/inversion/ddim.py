@@ -8,7 +8,11 @@ Scheduler pair: `DDIMScheduler` and `DDIMInverseScheduler` are built from ONE co
 overrides, so betas, timestep spacing, step count and ``steps_offset`` are identical and the inverse chain
 visits exactly the noise levels the forward chain visits, in reverse:
 
-* ``clip_sample=False`` on both: clipping the predicted x0 breaks invertibility (and DIRE does not clip).
+* ``clip_sample`` (``recon.ddim.clip_sample``, default True) on both: the predicted x0 is clipped to
+  [-1, 1] at every step, as guided-diffusion's ``clip_denoised=True`` that DIRE's ``compute_dire.py`` passes
+  to both ``ddim_reverse_sample_loop`` and ``ddim_sample_loop``. Without it a small pixel DDPM's eps errors
+  at high t are multiplied by 1/sqrt(alpha_bar) and its samples saturate (measured on the medium rehearsal:
+  72% of pixels outside [-1, 1]). False gives the exactly-invertible textbook DDIM.
 * ``thresholding=False`` (a pixel-space sampling trick, not invertible; the inverse scheduler lacks it).
 * ``set_alpha_to_one=True`` on both: inversion starts from alpha_bar = 1 (the clean image) and sampling
   ends there. With ``False`` both ends sit at ``alphas_cumprod[0]`` and the first inverse / last forward
@@ -62,7 +66,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SCHEDULER_OVERRIDES: dict[str, Any] = {"clip_sample": False, "thresholding": False, "set_alpha_to_one": True}
+SCHEDULER_OVERRIDES: dict[str, Any] = {"clip_sample_range": 1.0, "thresholding": False, "set_alpha_to_one": True}
 _WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 _PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 _SPACINGS = ("leading", "trailing")
@@ -127,12 +131,14 @@ def _check_unet_config(unet_dir: Path, resolution: int | None) -> dict[str, Any]
 
 
 def build_ddim_schedulers(
-    config: dict[str, Any], *, source: str = "scheduler config"
+    config: dict[str, Any], *, clip_sample: bool = True, source: str = "scheduler config"
 ) -> tuple[DDIMScheduler, DDIMInverseScheduler]:
     """The forward/inverse DDIM pair from one scheduler config with `SCHEDULER_OVERRIDES` applied to both.
 
     Args:
         config (`dict`): any diffusers scheduler config holding the training betas (DDPM, DDIM, PNDM, ...).
+        clip_sample (`bool`, defaults to True): clip the predicted x0 to [-1, 1] in both chains (see the
+            module docstring); the config's own ``clip_sample`` is ignored so the pair always agrees.
         source (`str`): where the config came from, for error messages.
     """
     bad = {
@@ -144,14 +150,13 @@ def build_ddim_schedulers(
         if value not in allowed and not (key == "beta_schedule" and config.get("trained_betas") is not None):
             raise ModelLoadError(f"{source}: `{key}` = {value!r} is not supported; allowed: {allowed}.")
     # Keep only the keys each class takes (a DDPM config's `variance_type` etc. would only log noise).
+    overrides = {**SCHEDULER_OVERRIDES, "clip_sample": bool(clip_sample)}
     fwd_keys = set(inspect.signature(DDIMScheduler.__init__).parameters)
-    forward = DDIMScheduler.from_config(
-        {k: v for k, v in config.items() if k in fwd_keys}, **SCHEDULER_OVERRIDES
-    )
+    forward = DDIMScheduler.from_config({k: v for k, v in config.items() if k in fwd_keys}, **overrides)
     inv_keys = set(inspect.signature(DDIMInverseScheduler.__init__).parameters)
     shared = {k: v for k, v in dict(forward.config).items() if k in inv_keys}
     inverse = DDIMInverseScheduler.from_config(
-        shared, **{k: v for k, v in SCHEDULER_OVERRIDES.items() if k in inv_keys}
+        shared, **{k: v for k, v in overrides.items() if k in inv_keys}
     )
     return forward, inverse
 
@@ -170,7 +175,11 @@ class DdimModel:
 
 
 def load_ddim_model(
-    model_dir: str | Path, *, resolution: int | None = None, expected_hash: str | None = None
+    model_dir: str | Path,
+    *,
+    resolution: int | None = None,
+    expected_hash: str | None = None,
+    clip_sample: bool = True,
 ) -> DdimModel:
     """Validate a diffusers model folder, then load it (CPU, float32, eval mode).
 
@@ -181,6 +190,7 @@ def load_ddim_model(
         model_dir (`str | Path`): pipeline-style or model-style folder (see the module docstring).
         resolution (`int`, *optional*): required ``sample_size`` (``data.resolution``); None skips the check.
         expected_hash (`str`, *optional*): `weights_hash` of the UNet folder the caller expects.
+        clip_sample (`bool`, defaults to True): see `build_ddim_schedulers`.
     """
     root = Path(model_dir)
     unet_dir, sched_path = locate_model_parts(root)
@@ -189,7 +199,9 @@ def load_ddim_model(
         sched_cfg = json.loads(sched_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ModelLoadError(f"scheduler config {str(sched_path)!r} is not readable JSON: {exc}.") from exc
-    scheduler, inverse = build_ddim_schedulers(sched_cfg, source=f"scheduler config {str(sched_path)!r}")
+    scheduler, inverse = build_ddim_schedulers(
+        sched_cfg, clip_sample=clip_sample, source=f"scheduler config {str(sched_path)!r}"
+    )
     digest = weights_hash(unet_dir)
     if expected_hash is not None and digest != expected_hash:
         raise ModelLoadError(
@@ -233,6 +245,7 @@ class DDIMReconstructor:
         channels_last (`bool`, defaults to True): channels-last memory format (faster convs on CPU).
         resolution (`int`, *optional*): required model ``sample_size`` (``data.resolution``).
         expected_hash (`str`, *optional*): required UNet weight hash.
+        clip_sample (`bool`, defaults to True): clip predicted x0 in both chains (``recon.ddim.clip_sample``).
 
     Call with uint8 `(B, 3, H, W)`; returns float32 `(B, 3, H, W)` reconstructions in model units
     `[-1, 1]`, unclipped. Deterministic for a given input (eta = 0, no noise is drawn).
@@ -250,12 +263,15 @@ class DDIMReconstructor:
         channels_last: bool = True,
         resolution: int | None = None,
         expected_hash: str | None = None,
+        clip_sample: bool = True,
     ) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"`recon.batch_size` must be a positive int. Got {batch_size!r} instead.")
         self.precision = parse_precision(precision)
         self.device = resolve_device(device)
-        self.model = load_ddim_model(model_dir, resolution=resolution, expected_hash=expected_hash)
+        self.model = load_ddim_model(
+            model_dir, resolution=resolution, expected_hash=expected_hash, clip_sample=clip_sample
+        )
         t_max = self.model.scheduler.config.num_train_timesteps
         if not isinstance(steps, int) or not 1 <= steps <= t_max:
             raise ConfigError(f"`recon.steps` must be an int in [1, {t_max}]. Got {steps!r} instead.")
@@ -410,6 +426,7 @@ def run_ddim_reconstruction(
     manifest: Path | None = None,
     stage: str | None = None,
     progress: bool = True,
+    clip_sample: bool = True,
 ) -> dict[str, Any]:
     """Reconstruct a whole input cache into ``out`` (resumable) and return the stage report.
 
@@ -421,7 +438,7 @@ def run_ddim_reconstruction(
 
     rec = DDIMReconstructor(
         model_dir, steps=steps, batch_size=batch_size, device=device, precision=precision,
-        compile=compile, resolution=resolution,
+        compile=compile, resolution=resolution, clip_sample=clip_sample,
     )  # fmt: skip
     n = int(open_store(Path(input_store))["image"].shape[0])
     wrapped = _Progress(rec, n, progress)
