@@ -28,7 +28,7 @@ def main(
     manifest: Path | None = typer.Option(None, help="manifest.parquet, for MSE per family and generator."),
     params_file: Path = typer.Option(Path("params.yaml"), "--params", help="Parameters file."),
 ) -> None:
-    """Reads recon.steps/batch_size/precision/compile, recon.ddim.clip_sample, cache.*, base.device, data.resolution."""
+    """Reads recon.steps/batch_size/precision/compile, recon.ddim.*, cache.*, base.device, data.resolution."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     p = load_params(params_file)
     result = run_ddim_reconstruction(

@@ -97,7 +97,8 @@ def test_round_trip_and_premise(model_dir: Path, clip_sample: bool) -> None:
     # because at T = 100 the chain keeps 61% of the signal and 8 px faces are smooth; the demo's full-length
     # schedule separates far more (DEMO-SCIENCE.md: 5.7 vs 10.0 x 1e-3 at 10 steps).
     assert mse_own.mean() * 1.3 < mse_real.mean(), (mse_own.mean(), mse_real.mean())
-    if UTK.is_dir() and not clip_sample:  # per-image separation was measured on UTKFace; the fallback is 8 crops of one photo
+    # Per-image separation was measured on UTKFace without clipping; the fallback is 8 crops of one photo.
+    if UTK.is_dir() and not clip_sample:
         assert mse_own.max() < mse_real.min()
 
 

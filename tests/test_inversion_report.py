@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.errors import StaleCacheError
-from pipeline.inversion.report import manifest_groups, pixel_variance, reconstruction_summary
+from pipeline.inversion.report import VARIANCE_FLOOR, manifest_groups, pixel_variance, reconstruction_summary
 
 
 def test_summary_groups_psnr_and_premise() -> None:
@@ -19,7 +19,9 @@ def test_summary_groups_psnr_and_premise() -> None:
     gen = np.array(["real", "real", "adm", "adm", "sg"])
     groups = {"all": np.ones(5, bool), **{f"generator={g}": gen == g for g in ("real", "adm", "sg")}}
     out = reconstruction_summary(mse, var, groups, own_generator="adm")
-    assert out["mse"]["generator=adm"] == {"n": 2, "mean": pytest.approx(0.01), "std": 0.0}
+    assert out["mse"]["generator=adm"] == {
+        "n": 2, "mean": pytest.approx(0.01), "median": pytest.approx(0.01), "std": 0.0
+    }  # fmt: skip
     assert out["psnr"]["all"]["n"] == 5
     np.testing.assert_allclose(out["psnr"]["generator=adm"]["mean"], 10 * np.log10(4 / 0.01))
     # adm is lowest raw, but its low contrast makes it the highest after normalisation.
@@ -27,6 +29,14 @@ def test_summary_groups_psnr_and_premise() -> None:
     alone = reconstruction_summary(mse, var, {"generator=adm": gen == "adm"}, own_generator="adm")
     assert alone["premise_holds_mse"] is False  # nothing to compare with
     assert "premise_holds_mse" not in reconstruction_summary(mse, var, groups, own_generator="ldm")
+
+
+def test_flat_image_variance_is_floored() -> None:
+    """A saturated fake (pixel variance 0) must not dominate its group's MSE / variance mean."""
+    mse, var = np.array([0.02, 0.02]), np.array([0.0, 0.2])
+    out = reconstruction_summary(mse, var, {"all": np.ones(2, bool)}, own_generator=None)
+    expected = (0.02 / VARIANCE_FLOOR + 0.02 / 0.2) / 2
+    assert out["mse_over_var"]["all"]["mean"] == pytest.approx(expected)
 
 
 def test_manifest_groups_join_and_stale(tmp_path: Path) -> None:

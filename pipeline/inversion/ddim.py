@@ -66,7 +66,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SCHEDULER_OVERRIDES: dict[str, Any] = {"clip_sample_range": 1.0, "thresholding": False, "set_alpha_to_one": True}
+SCHEDULER_OVERRIDES: dict[str, Any] = {
+    "clip_sample_range": 1.0,
+    "thresholding": False,
+    "set_alpha_to_one": True,
+}
 _WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 _PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 _SPACINGS = ("leading", "trailing")

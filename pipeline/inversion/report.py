@@ -15,11 +15,27 @@ import numpy as np
 
 from pipeline.errors import StaleCacheError
 
-__all__ = ["manifest_groups", "pixel_variance", "reconstruction_summary", "summarize_recon_store"]
+__all__ = [
+    "VARIANCE_FLOOR",
+    "manifest_groups",
+    "pixel_variance",
+    "reconstruction_summary",
+    "summarize_recon_store",
+]
+
+
+# Floor of the per-image pixel variance (model units; real 32 px faces average ~0.18) in MSE / variance:
+# a saturated or flat fake (variance ~0) would otherwise dominate its group's mean.
+VARIANCE_FLOOR = 1e-2
 
 
 def _stats(values: np.ndarray) -> dict[str, float | int]:
-    return {"n": int(values.size), "mean": float(values.mean()), "std": float(values.std())}
+    return {
+        "n": int(values.size),
+        "mean": float(values.mean()),
+        "median": float(np.median(values)),
+        "std": float(values.std()),
+    }
 
 
 def reconstruction_summary(
@@ -27,11 +43,13 @@ def reconstruction_summary(
 ) -> dict[str, Any]:
     """Mean MSE, PSNR and MSE / pixel variance per group (MSE in model units, PSNR on the [0, 1] pixel scale).
 
+    The variance is floored at `VARIANCE_FLOOR`; each group also reports its median, robust to outliers.
+
     ``premise_holds_<mse|mse_over_var>`` (only when ``generator=<own_generator>`` is a group) says whether
     the own generator's images have the lowest mean of all ``generator=`` groups; False with no other group.
     """
     psnr = 10 * np.log10(4.0 / np.maximum(mse, 1e-12))  # peak-to-peak 2 in model units
-    norm = mse / np.maximum(pixel_var, 1e-8)
+    norm = mse / np.maximum(pixel_var, VARIANCE_FLOOR)
     out: dict[str, Any] = {"mse": {}, "psnr": {}, "mse_over_var": {}}
     for name, mask in groups.items():
         if mask.any():
