@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -59,8 +60,12 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_repro_makes_every_output(project: Path) -> None:
     ran = _stages_ran((project / "first_repro.log").read_text())
-    assert {"faces", "assemble", "prepare@demo", "recon_ddim@demo", "recon_gan@demo", "summarize"} <= ran
+    assert {"faces", "assemble", "demo_report", "prepare@demo", "recon_ddim@demo", "recon_gan@demo",
+            "summarize"} <= ran  # fmt: skip
+    generators = json.loads((project / "data/reports/generators.json").read_text())["generators"]
+    assert set(generators) == {"stylegan", "stylegan2", "dcgan", "adm", "iddpm", "ldm"}
     for rel in (
+        "data/reports/generators.png",
         "data/prepared/demo/manifest.parquet",
         "data/prepared/demo/images.zarr",
         "data/cache/demo/ddim.zarr",

@@ -1,0 +1,183 @@
+"""One table and one figure for the demo's generators: trained enough for the data to mean anything?
+
+``DEMO-SCIENCE.md`` showed that an undertrained DM makes fakes a trivial statistic separates, so every
+detector table of the demo must be read next to this one: per generator, its training (steps, wall time,
+parameters), its fakes' pixel statistics against held-out real faces after the same JPEG codec (the
+`pipeline.demo.quality` gate, with its tolerance), the near-copy check and, for diffusion models, how much of
+the sampler's output fell outside [-1, 1] before clamping. The figure puts real faces beside every
+generator's JPEG'd fakes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from pipeline.errors import InputDataError
+
+__all__ = ["generator_row", "generator_table", "save_generator_figure", "write_generator_report"]
+
+_STATS = ("mean", "std", "hf_energy")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise InputDataError(
+            f"{str(path)!r} not found: run the generator's train/sample stage first."
+        ) from exc
+    except json.JSONDecodeError as exc:
+        raise InputDataError(f"{str(path)!r} is not valid JSON: {exc}.") from exc
+
+
+def _training(model_dir: Path) -> dict[str, Any]:
+    """Steps, seconds and parameter counts from a DM ``train_report.json`` or a GAN ``report.json``."""
+    if (model_dir / "train_report.json").is_file():  # diffusion model (pipeline.demo.dm_training)
+        r = _read_json(model_dir / "train_report.json")
+        cfg = r["config"]
+        ae = cfg["ae_steps"] if cfg["kind"] == "ldm" else 0
+        return {
+            "arch": f"{cfg['kind']}/{cfg['unet']}" + (f"+{cfg['autoencoder']}" if ae else ""),
+            "steps": int(cfg["steps"]),
+            "ae_steps": int(ae),
+            "params": int(r["unet_params"]) + int(r.get("autoencoder_params", 0)),
+            "train_seconds": float(r["train_seconds"]) + float(r.get("ae_seconds", 0.0)),
+            "s_per_step": float(r["seconds_per_step"]),
+            "sampler": f"{cfg['sampler']} {cfg['sample_steps']}",
+            "preclamp_outside": float(r["sample_preclamp"]["frac_outside_1"]),
+        }
+    r = _read_json(model_dir / "report.json")  # GAN (pipeline.demo.gan_training)
+    return {
+        "arch": str(r["arch"]),
+        "steps": int(r["steps"]),
+        "ae_steps": 0,
+        "params": int(r["g_params"]) + int(r["d_params"]),
+        "train_seconds": float(r["seconds"]),
+        "s_per_step": float(r["s_per_step"]),
+        "sampler": "one forward pass",
+        "preclamp_outside": None,
+    }
+
+
+def generator_row(model_dir: Path, fakes_dir: Path) -> dict[str, Any]:
+    """Training facts of ``model_dir`` joined with the quality report of the fakes in ``fakes_dir``."""
+    q = _read_json(fakes_dir / "quality.json")
+    return {
+        "generator": q["generator"],
+        "family": q["family"],
+        "role": q["role"],
+        **_training(model_dir),
+        "fake": {k: float(q["fake"][k]) for k in _STATS},
+        "real": {k: float(q["real"][k]) for k in _STATS},
+        "relative_gap": {k: float(q["relative_gap"][k]) for k in _STATS},
+        "tolerance": float(q["tolerance"]),
+        "stats_ok": bool(q["stats_ok"]),
+        "copies": int(q["copies"]),
+        "nn_fake_to_train": float(q["nn_fake_to_train"]),
+        "nn_real_test_to_train": float(q["nn_real_test_to_train"]),
+        "ok": bool(q["ok"]),
+    }
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f}"
+
+
+def generator_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: one line per generator, statistics as fake / real with the relative gap."""
+    head = (
+        "| generator | family / role | model | params | steps | min | s/step | sampler | mean | std | "
+        "hf energy | outside [-1,1] | copies | verdict |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    lines = []
+    for r in rows:
+        stats = [
+            f"{r['fake'][k]:.4g} / {r['real'][k]:.4g} ({100 * r['relative_gap'][k]:.0f}%)" for k in _STATS
+        ]
+        steps = f"{r['ae_steps']:,} AE + {r['steps']:,}" if r["ae_steps"] else f"{r['steps']:,}"
+        outside = "-" if r["preclamp_outside"] is None else f"{100 * r['preclamp_outside']:.1f}%"
+        verdict = "ok" if r["ok"] else ("statistics off" if not r["stats_ok"] else "copies")
+        lines.append(
+            f"| {r['generator']} | {r['family']} / {r['role']} | {r['arch']} | {r['params'] / 1e6:.2f}M | "
+            f"{steps} | {_minutes(r['train_seconds'])} | {r['s_per_step']:.3f} | {r['sampler']} | "
+            + " | ".join(stats)
+            + f" | {outside} | {r['copies']} | {verdict} |"
+        )
+    tol = rows[0]["tolerance"] if rows else float("nan")
+    note = (
+        "\nStatistics are fake / real (relative gap) on [0, 1] pixels after the same JPEG codec, against "
+        f"held-out real faces; a generator passes when every gap is within {100 * tol:.0f}% and none of its "
+        "fakes is a near-copy of a training face. `outside [-1,1]`: share of pre-clamp sampler output "
+        "outside the image range (diffusion models).\n"
+    )
+    return head + "\n".join(lines) + "\n" + note
+
+
+def _grid_image(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def save_generator_figure(panels: list[tuple[str, Path]], real_grid: np.ndarray | None, out: Path) -> Path:
+    """Real faces and each generator's ``samples.png`` side by side, titled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    items = ([("real (test)", real_grid)] if real_grid is not None else []) + [
+        (name, _grid_image(path)) for name, path in panels
+    ]
+    cols = min(4, len(items))
+    nrows = -(-len(items) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols, 3.4 * nrows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, (name, img) in zip(axes.ravel(), items, strict=False):
+        ax.imshow(img)
+        ax.set_title(name)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def write_generator_report(
+    model_dirs: list[Path], fakes_dirs: list[Path], faces_dir: Path | None, out_dir: Path
+) -> list[dict[str, Any]]:
+    """Write ``generators.json`` (metrics), ``generators.md`` and ``generators.png`` into ``out_dir``."""
+    if len(model_dirs) != len(fakes_dirs):
+        raise InputDataError(
+            f"got {len(model_dirs)} model folders but {len(fakes_dirs)} fakes folders; pass one of each per "
+            "generator, in the same order."
+        )
+    rows = [generator_row(m, f) for m, f in zip(model_dirs, fakes_dirs, strict=True)]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "generators": {r["generator"]: r for r in rows},
+        "all_ok": all(r["ok"] for r in rows),
+        "failing": [r["generator"] for r in rows if not r["ok"]],
+    }
+    (out_dir / "generators.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    (out_dir / "generators.md").write_text("# Demo generators\n\n" + generator_table(rows))
+    real_grid = None
+    if faces_dir is not None:
+        from pipeline.demo.faces import load_faces
+        from pipeline.plots import image_grid
+
+        grid = image_grid(load_faces(faces_dir, "test")[:64], 8, 1)
+        size = (2 * grid.shape[1], 2 * grid.shape[0])  # the 2x upscale of every samples.png
+        real_grid = np.asarray(Image.fromarray(grid).resize(size, Image.Resampling.NEAREST))
+    panels = [
+        (f"{r['generator']} ({r['family']})", f / "samples.png")
+        for r, f in zip(rows, fakes_dirs, strict=True)
+    ]
+    save_generator_figure(panels, real_grid, out_dir / "generators.png")
+    return rows

@@ -1,0 +1,80 @@
+"""Generator report: training facts joined with sample quality, the Markdown table and the figure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline.demo.report import generator_table, write_generator_report
+from pipeline.errors import InputDataError
+
+
+def _quality(name: str, family: str, gap: float, copies: int = 0) -> dict:
+    real = {"mean": 0.5, "std": 0.2, "hf_energy": 0.01}
+    fake = {k: v * (1 + gap) for k, v in real.items()}
+    ok = gap <= 0.15
+    return {
+        "generator": name, "family": family, "role": "test", "kind": "x", "fake": fake, "real": real,
+        "relative_gap": {k: gap for k in real}, "tolerance": 0.15, "stats_ok": ok, "copies": copies,
+        "nn_fake_to_train": 0.1, "nn_real_test_to_train": 0.1, "ok": ok and copies == 0,
+        "n_fake": 4, "n_real": 4,
+    }  # fmt: skip
+
+
+def _write(tmp: Path, name: str, model_report: tuple[str, dict], quality: dict) -> tuple[Path, Path]:
+    model, fakes = tmp / "models" / name, tmp / "fakes" / name
+    model.mkdir(parents=True)
+    fakes.mkdir(parents=True)
+    (model / model_report[0]).write_text(json.dumps(model_report[1]))
+    (fakes / "quality.json").write_text(json.dumps(quality))
+    Image.fromarray(np.full((34, 34, 3), 128, np.uint8)).save(fakes / "samples.png")
+    return model, fakes
+
+
+DM = {
+    "config": {"kind": "ldm", "unet": "ldm-s", "autoencoder": "kl-f4-s", "ae_steps": 800, "steps": 3000,
+               "sampler": "ddim", "sample_steps": 50},
+    "unet_params": 2_000_000, "autoencoder_params": 500_000, "train_seconds": 600.0, "ae_seconds": 120.0,
+    "seconds_per_step": 0.2, "sample_preclamp": {"min": -1.2, "max": 1.1, "frac_outside_1": 0.031},
+}  # fmt: skip
+GAN = {"arch": "dcgan", "steps": 2000, "g_params": 300_000, "d_params": 200_000, "seconds": 480.0,
+       "s_per_step": 0.24}  # fmt: skip
+
+
+def test_report_joins_training_and_quality(tmp_path: Path) -> None:
+    ldm = _write(tmp_path, "ldm", ("train_report.json", DM), _quality("ldm", "dm", 0.05))
+    dcgan = _write(tmp_path, "dcgan", ("report.json", GAN), _quality("dcgan", "gan", 0.30, copies=2))
+    rows = write_generator_report([ldm[0], dcgan[0]], [ldm[1], dcgan[1]], None, tmp_path / "out")
+    by = {r["generator"]: r for r in rows}
+    assert by["ldm"]["params"] == 2_500_000 and by["ldm"]["train_seconds"] == 720.0
+    assert by["ldm"]["ae_steps"] == 800 and by["ldm"]["preclamp_outside"] == pytest.approx(0.031)
+    assert by["dcgan"]["preclamp_outside"] is None and by["dcgan"]["params"] == 500_000
+    summary = json.loads((tmp_path / "out" / "generators.json").read_text())
+    assert summary["all_ok"] is False and summary["failing"] == ["dcgan"]
+    md = (tmp_path / "out" / "generators.md").read_text()
+    assert "800 AE + 3,000" in md and "3.1%" in md and "statistics off" in md
+    assert md.count("\n| ") == 3  # header + two generators
+    assert Image.open(tmp_path / "out" / "generators.png").size[0] > 100
+
+
+def test_verdict_names_copies_when_statistics_pass() -> None:
+    row = {
+        "generator": "g", "family": "gan", "role": "train", "arch": "a", "params": 1, "steps": 1,
+        "ae_steps": 0, "train_seconds": 1.0, "s_per_step": 1.0, "sampler": "s", "preclamp_outside": None,
+        "fake": {"mean": 1, "std": 1, "hf_energy": 1}, "real": {"mean": 1, "std": 1, "hf_energy": 1},
+        "relative_gap": {"mean": 0, "std": 0, "hf_energy": 0}, "tolerance": 0.15, "stats_ok": True,
+        "copies": 3, "ok": False,
+    }  # fmt: skip
+    assert "| copies |" in generator_table([row]).splitlines()[2]
+
+
+def test_missing_quality_names_file(tmp_path: Path) -> None:
+    (tmp_path / "m").mkdir()
+    with pytest.raises(InputDataError, match=r"quality\.json"):
+        write_generator_report([tmp_path / "m"], [tmp_path / "f"], None, tmp_path / "out")
+    with pytest.raises(InputDataError, match="same order"):
+        write_generator_report([tmp_path / "m"], [], None, tmp_path / "out")
