@@ -25,10 +25,13 @@ def main(
     recon_report: list[Path] = typer.Option(
         [], help="Optional reconstruction report JSON file(s), quoted in claims.md (repeatable)."
     ),
+    generator_report: Path | None = typer.Option(
+        None, help="Optional data/reports/generators.json (demo_report stage): its verdicts open claims.md."
+    ),
 ) -> None:
     """Summarise every evaluation under EVAL_DIR into OUT."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    write_summary(eval_dir, out, recon_reports=list(recon_report))
+    write_summary(eval_dir, out, recon_reports=list(recon_report), generator_report=generator_report)
 
 
 if __name__ == "__main__":

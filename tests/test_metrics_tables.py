@@ -86,3 +86,24 @@ def test_claim_that_fails_and_confounded_control(tmp_path: Path) -> None:
 def test_missing_metrics_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(InputDataError, match=r"metrics\.json"):
         write_summary(tmp_path, tmp_path / "out")
+
+
+def test_generator_verdicts_open_claims(tmp_path: Path) -> None:
+    ms = [_metrics("multirecon", "multirecon", 0.5, 0.9, 0.8)]
+    gens = {
+        "generators": {
+            "adm": {"family": "dm", "ok": False, "copies": 0, "relative_gap": {"std": 0.4, "mean": 0.01}},
+            "stylegan": {"family": "gan", "ok": True, "copies": 0, "relative_gap": {"std": 0.02}},
+        },
+        "failing": ["adm"],
+    }
+    report = tmp_path / "generators.json"
+    report.write_text(json.dumps(gens))
+    eval_dir = _write(tmp_path, ms)
+    claims = write_summary(eval_dir, tmp_path / "r", generator_report=report)["claims"]
+    text = claims.read_text()
+    assert text.index("## Data quality") < text.index("## Claim 1")
+    assert "- `adm` (dm): **fails** (gaps vs real: mean 1%, std 40%; copies 0)." in text
+    assert "- `stylegan` (gan): passes" in text and "WARNING: adm fail" in text
+    with pytest.raises(InputDataError, match="generator report"):
+        write_summary(eval_dir, tmp_path / "r", generator_report=tmp_path / "nope.json")

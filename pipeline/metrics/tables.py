@@ -292,10 +292,36 @@ def _control_check(ms: list[dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
-def claims_markdown(ms: list[dict[str, Any]], extra_reports: dict[str, Any] | None = None) -> str:
-    """The ``claims.md`` text: each claim with its numbers and a holds/fails verdict."""
+def _data_quality(generators: dict[str, Any] | None) -> list[str]:
+    """The demo generators' verdicts (``generators.json`` of the demo_report stage), when given."""
+    if generators is None:
+        return []
+    lines = ["## Data quality (demo generators)\n"]
+    for name, g in sorted(generators.get("generators", {}).items()):
+        gaps = ", ".join(f"{k} {100 * v:.0f}%" for k, v in sorted(g["relative_gap"].items()))
+        verdict = "passes" if g["ok"] else "**fails**"
+        lines.append(f"- `{name}` ({g['family']}): {verdict} (gaps vs real: {gaps}; copies {g['copies']}).")
+    failing = generators.get("failing", [])
+    if failing:
+        lines.append(
+            f"\n**WARNING: {', '.join(failing)} fail the statistics/copy check: results on their subsets may"
+            " reflect image statistics rather than generator traces (DEMO-SCIENCE.md).**"
+        )
+    return [*lines, ""]
+
+
+def claims_markdown(
+    ms: list[dict[str, Any]],
+    extra_reports: dict[str, Any] | None = None,
+    generators: dict[str, Any] | None = None,
+) -> str:
+    """The ``claims.md`` text: each claim with its numbers and a holds/fails verdict.
+
+    ``generators`` is the demo_report stage's ``generators.json``: its verdicts open the file.
+    """
     byc = _by_composition(ms)
     lines = ["# The paper's claims, checked on this run\n"]
+    lines += _data_quality(generators)
     lines += _claim1(byc)
     lines += _claim2(ms, extra_reports or {})
     lines += _control_check(ms)
@@ -303,7 +329,11 @@ def claims_markdown(ms: list[dict[str, Any]], extra_reports: dict[str, Any] | No
 
 
 def write_summary(
-    eval_dir: str | Path, out_dir: str | Path, *, recon_reports: list[Path] | None = None
+    eval_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    recon_reports: list[Path] | None = None,
+    generator_report: Path | None = None,
 ) -> dict[str, Path]:
     """Write table1.md/.csv, table3.md/.csv and claims.md under ``out_dir``; returns their paths."""
     ms = load_metrics(eval_dir)
@@ -332,6 +362,11 @@ def write_summary(
     _write_csv(paths["table1_csv"], h1, r1)
     paths["table3_md"].write_text("# Table III ablations (this run)\n\n" + note + _markdown(h3, r3))
     _write_csv(paths["table3_csv"], h3, r3)
-    paths["claims"].write_text(claims_markdown(ms, extra))
+    generators = None
+    if generator_report is not None:
+        if not Path(generator_report).is_file():
+            raise InputDataError(f"generator report {str(generator_report)!r} does not exist.")
+        generators = json.loads(Path(generator_report).read_text())
+    paths["claims"].write_text(claims_markdown(ms, extra, generators))
     logger.info("wrote summary <out=%s> <detectors=%d>", out, len(ms))
     return paths
