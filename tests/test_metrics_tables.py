@@ -107,3 +107,17 @@ def test_generator_verdicts_open_claims(tmp_path: Path) -> None:
     assert "- `stylegan` (gan): passes" in text and "WARNING: adm fail" in text
     with pytest.raises(InputDataError, match="generator report"):
         write_summary(eval_dir, tmp_path / "r", generator_report=tmp_path / "nope.json")
+
+
+def test_claim2_merges_recon_stores_and_quotes_own_generator(tmp_path: Path) -> None:
+    fam = {"real": {"n": 2, "mse": 0.02, "mse_norm": 0.1}, "gan": {"n": 2, "mse": 0.01, "mse_norm": 0.05}}
+    a = _metrics("multirecon", "multirecon", 0.5, 0.9, 0.8) | {"recon_mse": {"gan": {"by_family": fam}}}
+    b = _metrics("dire", "dire", 0.5, 0.9, 0.8) | {"recon_mse": {"ddim": {"by_family": fam}}}
+    report = tmp_path / "gan_demo.json"
+    report.write_text(json.dumps({"own_generator": "stylegan", "premise_holds_mse": True,
+                                  "premise_holds_mse_over_var": False}))  # fmt: skip
+    paths = write_summary(_write(tmp_path, [a, b]), tmp_path / "r", recon_reports=[report])
+    text = paths["claims"].read_text()
+    assert "| gan | real |" in text and "| ddim | real |" in text
+    assert "own generator `stylegan`" in text and "raw **holds**" in text
+    assert "normalisation **fails**" in text
