@@ -25,10 +25,9 @@ def main(
 ) -> None:
     """Write data/reports/generators.{json,md,png}; read it before trusting any detector table."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    rows = write_generator_report(list(model), list(fakes), faces, out)
-    failing = [r["generator"] for r in rows if not r["ok"]]
-    if failing:
-        logging.warning("generators failing the statistics/copy check: %s (see %s)", failing, out)
+    summary = write_generator_report(list(model), list(fakes), faces, out)
+    if summary["failing"]:
+        logging.warning("generators failing the statistics/copy check: %s (see %s)", summary["failing"], out)
 
 
 if __name__ == "__main__":

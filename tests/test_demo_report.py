@@ -48,12 +48,12 @@ GAN = {"arch": "dcgan", "steps": 2000, "g_params": 300_000, "d_params": 200_000,
 def test_report_joins_training_and_quality(tmp_path: Path) -> None:
     ldm = _write(tmp_path, "ldm", ("train_report.json", DM), _quality("ldm", "dm", 0.05))
     dcgan = _write(tmp_path, "dcgan", ("report.json", GAN), _quality("dcgan", "gan", 0.30, copies=2))
-    rows = write_generator_report([ldm[0], dcgan[0]], [ldm[1], dcgan[1]], None, tmp_path / "out")
-    by = {r["generator"]: r for r in rows}
+    summary = write_generator_report([ldm[0], dcgan[0]], [ldm[1], dcgan[1]], None, tmp_path / "out")
+    by = summary["generators"]
     assert by["ldm"]["params"] == 2_500_000 and by["ldm"]["train_seconds"] == 720.0
     assert by["ldm"]["ae_steps"] == 800 and by["ldm"]["preclamp_outside"] == pytest.approx(0.031)
     assert by["dcgan"]["preclamp_outside"] is None and by["dcgan"]["params"] == 500_000
-    summary = json.loads((tmp_path / "out" / "generators.json").read_text())
+    assert json.loads((tmp_path / "out" / "generators.json").read_text()) == json.loads(json.dumps(summary))
     assert summary["all_ok"] is False and summary["failing"] == ["dcgan"]
     md = (tmp_path / "out" / "generators.md").read_text()
     assert "800 AE + 3,000" in md and "3.1%" in md and "statistics off" in md

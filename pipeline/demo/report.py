@@ -140,7 +140,7 @@ def save_generator_figure(panels: list[tuple[str, Path]], real_grid: np.ndarray 
     for ax in axes.ravel():
         ax.axis("off")
     for ax, (name, img) in zip(axes.ravel(), items, strict=False):
-        ax.imshow(img)
+        ax.imshow(img, interpolation="nearest")  # panels share the axes size, whatever their pixel size
         ax.set_title(name)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -151,8 +151,12 @@ def save_generator_figure(panels: list[tuple[str, Path]], real_grid: np.ndarray 
 
 def write_generator_report(
     model_dirs: list[Path], fakes_dirs: list[Path], faces_dir: Path | None, out_dir: Path
-) -> list[dict[str, Any]]:
-    """Write ``generators.json`` (metrics), ``generators.md`` and ``generators.png`` into ``out_dir``."""
+) -> dict[str, Any]:
+    """Write ``generators.json`` (metrics), ``generators.md`` and ``generators.png`` into ``out_dir``.
+
+    Returns:
+        `dict`: the ``generators.json`` content (per-generator rows, ``all_ok``, ``failing``).
+    """
     if len(model_dirs) != len(fakes_dirs):
         raise InputDataError(
             f"got {len(model_dirs)} model folders but {len(fakes_dirs)} fakes folders; pass one of each per "
@@ -172,12 +176,10 @@ def write_generator_report(
         from pipeline.demo.faces import load_faces
         from pipeline.plots import image_grid
 
-        grid = image_grid(load_faces(faces_dir, "test")[:64], 8, 1)
-        size = (2 * grid.shape[1], 2 * grid.shape[0])  # the 2x upscale of every samples.png
-        real_grid = np.asarray(Image.fromarray(grid).resize(size, Image.Resampling.NEAREST))
+        real_grid = image_grid(load_faces(faces_dir, "test")[:64], 8, 1)
     panels = [
         (f"{r['generator']} ({r['family']})", f / "samples.png")
         for r, f in zip(rows, fakes_dirs, strict=True)
     ]
     save_generator_figure(panels, real_grid, out_dir / "generators.png")
-    return rows
+    return summary
