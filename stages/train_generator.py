@@ -31,6 +31,7 @@ def main(
         images,
         out,
         resolution=int(get(params, "data.resolution")),
+        jpeg_quality=int(get(params, "demo.jpeg_quality")),
         seed=seed,
         device=device,
         live_dir=live,

@@ -49,3 +49,26 @@ def test_copies_of_training_faces_are_counted() -> None:
     assert rep.copies == 5 and not rep.ok
     d = nearest_neighbour_distances(train[:3], train)
     np.testing.assert_allclose(d, 0.0, atol=1e-3)
+
+
+def test_colourfulness_catches_colour_casts_grey_statistics_miss() -> None:
+    """A per-image colour cast keeps grey mean/std/hf nearly unchanged but fails the gate on colourfulness."""
+    train, test = _faces(64, 0), _faces(64, 1)
+    grey = np.repeat(_faces(64, 2)[:, :1], 3, axis=1)  # grey images: colourfulness of the noise removed
+    ref = np.repeat(test[:, :1], 3, axis=1)
+    cast = grey.astype(np.int16)
+    cast[:, 0] += 40  # red up, blue down: the grey level (channel mean) stays where it was
+    cast[:, 2] -= 40
+    cast = np.clip(cast, 0, 255).astype(np.uint8)
+    rep = quality_report(cast, train, ref)
+    assert rep.relative_gap["mean"] < 0.02 and rep.relative_gap["hf_energy"] < 0.1
+    assert rep.relative_gap["colourfulness"] > 10 * rep.relative_gap["std"] and not rep.stats_ok
+    np.testing.assert_allclose(image_statistics(ref)["colourfulness"], 0.0, atol=1e-6)
+
+
+def test_single_statistic_auc_is_reported() -> None:
+    train, test = _faces(64, 0), _faces(64, 1)
+    same = quality_report(_faces(64, 2), train, test)
+    washed = quality_report(_faces(64, 3, contrast=0.5), train, test)
+    assert all(0.5 <= v <= 1.0 for v in same.auc.values())
+    assert same.auc["std"] < 0.75 and washed.auc["std"] == 1.0  # every washed-out fake has a lower std

@@ -9,17 +9,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pipeline.demo.quality import GATE_STATISTICS
 from pipeline.demo.report import generator_table, write_generator_report
 from pipeline.errors import InputDataError
 
 
 def _quality(name: str, family: str, gap: float, copies: int = 0) -> dict:
-    real = {"mean": 0.5, "std": 0.2, "hf_energy": 0.01}
+    real = {"mean": 0.5, "std": 0.2, "hf_energy": 0.01, "colourfulness": 0.1}
     fake = {k: v * (1 + gap) for k, v in real.items()}
     ok = gap <= 0.15
     return {
         "generator": name, "family": family, "role": "test", "kind": "x", "fake": fake, "real": real,
-        "relative_gap": {k: gap for k in real}, "tolerance": 0.15, "stats_ok": ok, "copies": copies,
+        "relative_gap": {k: gap for k in real}, "auc": {k: 0.5 + gap for k in real}, "tolerance": 0.15,
+        "stats_ok": ok, "copies": copies,
         "nn_fake_to_train": 0.1, "nn_real_test_to_train": 0.1, "ok": ok and copies == 0,
         "n_fake": 4, "n_real": 4,
     }  # fmt: skip
@@ -57,6 +59,7 @@ def test_report_joins_training_and_quality(tmp_path: Path) -> None:
     assert summary["all_ok"] is False and summary["failing"] == ["dcgan"]
     md = (tmp_path / "out" / "generators.md").read_text()
     assert "800 AE + 3,000" in md and "3.1%" in md and "statistics off" in md
+    assert "0.80 (mean)" in md  # the best single-statistic AUC of dcgan (all tie: the first statistic)
     assert md.count("\n| ") == 3  # header + two generators
     assert Image.open(tmp_path / "out" / "generators.png").size[0] > 100
 
@@ -65,8 +68,9 @@ def test_verdict_names_copies_when_statistics_pass() -> None:
     row = {
         "generator": "g", "family": "gan", "role": "train", "arch": "a", "params": 1, "steps": 1,
         "ae_steps": 0, "train_seconds": 1.0, "s_per_step": 1.0, "sampler": "s", "preclamp_outside": None,
-        "fake": {"mean": 1, "std": 1, "hf_energy": 1}, "real": {"mean": 1, "std": 1, "hf_energy": 1},
-        "relative_gap": {"mean": 0, "std": 0, "hf_energy": 0}, "tolerance": 0.15, "stats_ok": True,
+        "fake": dict.fromkeys(GATE_STATISTICS, 1.0), "real": dict.fromkeys(GATE_STATISTICS, 1.0),
+        "relative_gap": dict.fromkeys(GATE_STATISTICS, 0.0), "auc": dict.fromkeys(GATE_STATISTICS, 0.5),
+        "tolerance": 0.15, "stats_ok": True,
         "copies": 3, "ok": False,
     }  # fmt: skip
     assert "| copies |" in generator_table([row]).splitlines()[2]

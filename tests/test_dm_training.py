@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from pipeline.demo.dm_training import DmTrainConfig, sample_dm, train_dm
+from pipeline.demo.quality import GATE_STATISTICS
 from pipeline.errors import ConfigError, InputDataError, ModelLoadError
 from pipeline.inversion.ddim import DDIMReconstructor, build_ddim_schedulers
 from pipeline.models.unet import build_unet, unet_config
@@ -52,7 +53,7 @@ def test_ddpm_train_saves_and_samples(tmp_path: Path) -> None:
     assert report["seconds_per_step"] > 0
     grid = Image.open(out / "samples.png")
     assert grid.size == (2 * (8 * (RES + 1) + 1),) * 2  # pipeline.plots: 1 px gaps, 2x upscale
-    assert set(report["sample_stats"]) == set(report["real_stats"]) == {"mean", "std", "hf_energy"}
+    assert set(report["sample_stats"]) == set(report["real_stats"]) == set(GATE_STATISTICS)
     a = sample_dm(out, 5, seed=3, device="cpu")
     check_samples(a, 5)
     assert np.array_equal(a, sample_dm(out, 5, seed=3, device="cpu", batch_size=2))  # noise drawn up front
@@ -64,10 +65,19 @@ def test_ddpm_train_saves_and_samples(tmp_path: Path) -> None:
 
 
 def test_ldm_train_saves_and_samples(tmp_path: Path) -> None:
-    cfg = small(kind="ldm", unet="ldm-tiny", autoencoder="kl-f4-tiny", ae_steps=20, sampler="dpmsolver")
+    cfg = small(
+        kind="ldm",
+        unet="ldm-tiny",
+        autoencoder="kl-f4-tiny",
+        ae_steps=20,
+        ae_adv_start=14,
+        sampler="dpmsolver",
+    )
     out = tmp_path / "ldm"
     report = train_dm(cfg, faces(), out, seed=0, device="cpu")
     assert (out / "vae" / "config.json").is_file()
+    # LDM's patch-adversarial autoencoder loss joins after ae_adv_start steps, with a finite adaptive weight.
+    assert report["ae_adversarial_steps"] == 6 and 0 < report["ae_last_adaptive_weight"] < 1e4
     assert report["scaling_factor"] > 0
     vae_cfg = json.loads((out / "vae" / "config.json").read_text())
     assert vae_cfg["scaling_factor"] == pytest.approx(report["scaling_factor"])
@@ -81,13 +91,21 @@ def test_ldm_train_saves_and_samples(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("sampler", "schedule"), [("ddpm", "squaredcos_cap_v2"), ("pndm", "linear")])
 def test_other_samplers(tmp_path: Path, sampler: str, schedule: str) -> None:
     out = tmp_path / sampler
-    train_dm(small(steps=5, sampler=sampler, beta_schedule=schedule), faces(16), out, seed=0, device="cpu")
+    cfg = small(steps=5, sampler=sampler, beta_schedule=schedule, ddpm_variance="fixed_large")
+    train_dm(cfg, faces(16), out, seed=0, device="cpu")
     check_samples(sample_dm(out, 2, seed=0, device="cpu"), 2)
+    saved = json.loads((out / "scheduler" / "scheduler_config.json").read_text())
+    if sampler == "ddpm":  # the ancestral variance is part of the saved sampler
+        assert saved["variance_type"] == "fixed_large"
 
 
 def test_config_validation() -> None:
     with pytest.raises(ConfigError, match="sampler"):
         DmTrainConfig(sampler="euler")
+    with pytest.raises(ConfigError, match="ddpm_variance"):
+        DmTrainConfig(ddpm_variance="learned")
+    with pytest.raises(ConfigError, match="ae_adv_weight"):
+        DmTrainConfig(ae_adv_weight=-1.0)
     with pytest.raises(ConfigError, match="unet"):
         DmTrainConfig(unet="huge")
     with pytest.raises(ConfigError, match="sample_steps"):

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from pipeline.demo.gan_training import GanTrainConfig, build_models, load_generator, sample_gan, train_gan
+from pipeline.demo.quality import GATE_STATISTICS
 from pipeline.device import seed_everything
 from pipeline.errors import ConfigError, InputDataError, ModelLoadError
 
@@ -28,6 +29,7 @@ def get_config(**overrides: object) -> GanTrainConfig:
         "r1_every": 2,
         "log_every": 1,
         "ema_decay": 0.5,
+        "stats_every": 2,
     }
     kw.update(overrides)
     return GanTrainConfig(**kw)
@@ -60,7 +62,11 @@ def test_train_few_steps(arch: str, faces: np.ndarray, tmp_path: Path) -> None:
     moved = [k for k, v in g1.state_dict().items() if not torch.equal(v, g0.state_dict()[k])]
     assert len(moved) > len(g1.state_dict()) // 2
     assert (tmp_path / "g" / "samples.png").is_file()
-    assert set(report.sample_stats) == set(report.real_stats) == {"mean", "std", "hf_energy"}
+    assert set(report.sample_stats) == set(report.real_stats) == set(GATE_STATISTICS)
+    # Gate statistics of the EMA generator's JPEG'd samples: every `stats_every` steps and at the end.
+    logged = [i for i, row in enumerate(report.history) if "stats_hf_energy" in row]
+    assert logged == [i for i in range(cfg.steps) if (i + 1) % cfg.stats_every == 0 or i == cfg.steps - 1]
+    assert (tmp_path / "live" / "plots" / "metrics" / "stats" / "hf_energy_gap.tsv").is_file()
     assert json.loads((tmp_path / "g" / "config.json").read_text())["kind"] == arch
     assert (tmp_path / "live" / "metrics.json").is_file()
     assert report.g_params > 0 and report.d_params > 0

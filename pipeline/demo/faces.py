@@ -23,7 +23,9 @@ from pipeline.errors import ConfigError, InputDataError
 __all__ = [
     "BUILTIN",
     "FacesConfig",
+    "decode_jpeg",
     "encode_jpeg",
+    "jpeg_roundtrip",
     "load_faces",
     "resize_center_crop",
     "select_faces",
@@ -85,6 +87,19 @@ def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(rgb, "RGB").save(buf, format="JPEG", quality=quality, subsampling=2, optimize=False)
     return buf.getvalue()
+
+
+def decode_jpeg(data: bytes) -> np.ndarray:
+    """JPEG bytes -> uint8 ``(3, H, W)``."""
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert("RGB")).transpose(2, 0, 1)
+
+
+def jpeg_roundtrip(images: np.ndarray, quality: int) -> np.ndarray:
+    """uint8 ``(N, 3, H, W)`` through the demo's JPEG codec: what a fake looks like once it is stored."""
+    return np.stack(
+        [decode_jpeg(encode_jpeg(np.ascontiguousarray(im.transpose(1, 2, 0)), quality)) for im in images]
+    )
 
 
 def export_builtin_faces(out_dir: Path) -> int:

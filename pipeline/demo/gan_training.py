@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from pipeline.demo.faces import jpeg_roundtrip
 from pipeline.demo.quality import summary_statistics
 from pipeline.device import Precision, autocast, parse_precision, seed_everything
 from pipeline.errors import ConfigError, InputDataError, ModelLoadError, MultireconError
@@ -76,6 +77,10 @@ class GanTrainConfig:
         ema_decay (`float`, defaults to 0.999): generator EMA decay per step.
         precision (`str`, defaults to `"fp32"`): autocast dtype for the forward passes (R1 stays float32).
         log_every (`int`, defaults to 10): dvclive/tqdm logging interval in steps.
+        stats_every (`int`, defaults to 250): every this many steps, 256 samples of the EMA generator go
+            through the demo's JPEG codec and their gate statistics (mean, std, hf energy) are logged beside
+            the training faces' (``stats/*``), so a run shows when its samples reach real-face statistics.
+        jpeg_quality (`int`, defaults to 75): the codec of those logged statistics (``demo.jpeg_quality``).
     """
 
     arch: Arch
@@ -97,6 +102,8 @@ class GanTrainConfig:
     ema_decay: float = 0.999
     precision: Precision = "fp32"
     log_every: int = 10
+    stats_every: int = 250
+    jpeg_quality: int = 75
 
     def __post_init__(self) -> None:
         if self.arch not in _ARCHS:
@@ -104,7 +111,16 @@ class GanTrainConfig:
         r = self.resolution
         if not isinstance(r, int) or r < 8 or r & (r - 1):
             raise ConfigError(f"`resolution` must be a power of two >= 8. Got {r!r} instead.")
-        for key in ("steps", "batch_size", "r1_every", "style_dim", "n_mlp", "max_channels", "log_every"):
+        for key in (
+            "steps",
+            "batch_size",
+            "r1_every",
+            "style_dim",
+            "n_mlp",
+            "max_channels",
+            "log_every",
+            "stats_every",
+        ):
             if getattr(self, key) < 1:
                 raise ConfigError(f"`{key}` must be >= 1. Got {getattr(self, key)!r} instead.")
         if self.lr <= 0 or self.r1_gamma < 0:
@@ -195,6 +211,13 @@ def _generate(g: nn.Module, z: torch.Tensor, mixing_prob: float, rng: np.random.
 
 
 @torch.no_grad()
+@torch.no_grad()
+def _sample_statistics(g: nn.Module, z: torch.Tensor, jpeg_quality: int) -> dict[str, float]:
+    """Gate statistics of ``g``'s samples for ``z`` after the demo's JPEG codec (random noise, psi = 1)."""
+    x = g(z, noise_mode="random") if isinstance(g, Generator) else g(z)
+    return summary_statistics(jpeg_roundtrip(from_model(x), jpeg_quality))
+
+
 def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
     for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
         pe.lerp_(pm, 1.0 - decay)
@@ -253,6 +276,8 @@ def train_gan(
 
     z_dim = config.style_dim
     bs = config.batch_size
+    real_stats = summary_statistics(images[:2048])
+    stats_z = torch.randn(256, z_dim, generator=torch.Generator().manual_seed(seed + 1)).to(device)
     history: list[dict[str, float]] = []
     last: dict[str, float] = {}
     r1_val = float("nan")
@@ -317,6 +342,17 @@ def train_gan(
                 for k in ("loss_d", "loss_g", "r1", "img_per_s"):
                     live.log_metric(f"train/{k}", last[k])
                 live.make_summary()
+        if (step + 1) % config.stats_every == 0 or step == config.steps - 1:
+            stats = _sample_statistics(g_ema, stats_z, config.jpeg_quality)
+            if not history or history[-1]["step"] != step:
+                history.append({"step": float(step)})
+            history[-1].update({f"stats_{k}": v for k, v in stats.items()})
+            log.info("sample statistics <step=%d> %s <real=%s>", step + 1, stats, real_stats)
+            if live is not None:
+                live.step = step
+                for k, v in stats.items():
+                    live.log_metric(f"stats/{k}", v)
+                    live.log_metric(f"stats/{k}_gap", abs(v - real_stats[k]) / max(real_stats[k], 1e-8))
     seconds = time.perf_counter() - t0
     if live is not None:
         live.end()
@@ -334,7 +370,7 @@ def train_gan(
         s_per_step=seconds / config.steps,
         final=last,
         sample_stats=summary_statistics(samples),
-        real_stats=summary_statistics(images[:2048]),
+        real_stats=real_stats,
         out_dir=str(out_dir),
         history=history,
     )

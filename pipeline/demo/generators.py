@@ -80,13 +80,24 @@ def train_generator(
     seed: int,
     device: torch.device,
     live_dir: Path | None = None,
+    jpeg_quality: int = 75,
 ) -> Any:
-    """Train ``spec`` on real faces ``images`` (uint8 N,3,H,W) and save it to ``out_dir``."""
+    """Train ``spec`` on real faces ``images`` (uint8 N,3,H,W) and save it to ``out_dir``.
+
+    ``jpeg_quality`` is the demo codec: sample statistics logged during training are measured after it.
+    """
     where = f"demo.generators.{spec.name}.train"
     if spec.kind in GAN_KINDS:
         from pipeline.demo.gan_training import GanTrainConfig, train_gan
 
-        cfg = build_config(GanTrainConfig, spec.train, where=where, arch=spec.kind, resolution=resolution)
+        cfg = build_config(
+            GanTrainConfig,
+            spec.train,
+            where=where,
+            arch=spec.kind,
+            resolution=resolution,
+            jpeg_quality=jpeg_quality,
+        )
         report = train_gan(cfg, images, out_dir, seed=seed, device=device, live_dir=live_dir)
     else:
         from pipeline.demo.dm_training import DmTrainConfig, train_dm

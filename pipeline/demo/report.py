@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from pipeline.demo.quality import GATE_STATISTICS
 from pipeline.errors import InputDataError
 
 __all__ = ["generator_row", "generator_table", "save_generator_figure", "write_generator_report"]
 
-_STATS = ("mean", "std", "hf_energy")
+_STATS = GATE_STATISTICS
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -75,6 +76,7 @@ def generator_row(model_dir: Path, fakes_dir: Path) -> dict[str, Any]:
         "fake": {k: float(q["fake"][k]) for k in _STATS},
         "real": {k: float(q["real"][k]) for k in _STATS},
         "relative_gap": {k: float(q["relative_gap"][k]) for k in _STATS},
+        "auc": {k: float(q["auc"][k]) for k in _STATS},
         "tolerance": float(q["tolerance"]),
         "stats_ok": bool(q["stats_ok"]),
         "copies": int(q["copies"]),
@@ -92,8 +94,8 @@ def generator_table(rows: list[dict[str, Any]]) -> str:
     """Markdown: one line per generator, statistics as fake / real with the relative gap."""
     head = (
         "| generator | family / role | model | params | steps | min | s/step | sampler | mean | std | "
-        "hf energy | outside [-1,1] | copies | verdict |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "hf energy | colourfulness | best one-statistic AUC | outside [-1,1] | copies | verdict |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for r in rows:
@@ -103,17 +105,20 @@ def generator_table(rows: list[dict[str, Any]]) -> str:
         steps = f"{r['ae_steps']:,} AE + {r['steps']:,}" if r["ae_steps"] else f"{r['steps']:,}"
         outside = "-" if r["preclamp_outside"] is None else f"{100 * r['preclamp_outside']:.1f}%"
         verdict = "ok" if r["ok"] else ("statistics off" if not r["stats_ok"] else "copies")
+        worst = max(_STATS, key=lambda k: r["auc"][k])
         lines.append(
             f"| {r['generator']} | {r['family']} / {r['role']} | {r['arch']} | {r['params'] / 1e6:.2f}M | "
             f"{steps} | {_minutes(r['train_seconds'])} | {r['s_per_step']:.3f} | {r['sampler']} | "
             + " | ".join(stats)
-            + f" | {outside} | {r['copies']} | {verdict} |"
+            + f" | {r['auc'][worst]:.2f} ({worst}) | {outside} | {r['copies']} | {verdict} |"
         )
     tol = rows[0]["tolerance"] if rows else float("nan")
     note = (
         "\nStatistics are fake / real (relative gap) on [0, 1] pixels after the same JPEG codec, against "
         f"held-out real faces; a generator passes when every gap is within {100 * tol:.0f}% and none of its "
-        "fakes is a near-copy of a training face. `outside [-1,1]`: share of pre-clamp sampler output "
+        "fakes is a near-copy of a training face. `best one-statistic AUC`: max(AUC, 1 - AUC) of the single "
+        "statistic that best separates this generator's fakes from real faces (0.5 = none does; reported, "
+        "not gated). `outside [-1,1]`: share of pre-clamp sampler output "
         "outside the image range (diffusion models).\n"
     )
     return head + "\n".join(lines) + "\n" + note

@@ -9,7 +9,6 @@ the ``prepare`` stage ingests like any user dataset: the demo exercises the same
 from __future__ import annotations
 
 import csv
-import io
 import json
 import logging
 import shutil
@@ -19,10 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image
 from tqdm.auto import tqdm
 
-from pipeline.demo.faces import encode_jpeg, load_faces
+from pipeline.demo.faces import decode_jpeg, encode_jpeg, load_faces
 from pipeline.demo.generators import read_spec, sample_generator
 from pipeline.demo.quality import quality_report
 from pipeline.errors import ConfigError, InputDataError, MultireconWarning
@@ -54,11 +52,6 @@ class FakeCounts:
         raise ConfigError(f"generator role must be 'train' or 'test'. Got {role!r} instead.")
 
 
-def _decode_jpeg(data: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(data)) as im:
-        return np.asarray(im.convert("RGB")).transpose(2, 0, 1)
-
-
 def write_fakes(
     model_dir: Path,
     faces_dir: Path,
@@ -83,7 +76,7 @@ def write_fakes(
         (out_dir / split).mkdir(exist_ok=True)
         (out_dir / rel).write_bytes(data)
         rows.append({"path": rel, "split": split})
-        decoded.append(_decode_jpeg(data))
+        decoded.append(decode_jpeg(data))
     with (out_dir / "labels.csv").open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=["path", "split"])
         w.writeheader()
