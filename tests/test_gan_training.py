@@ -90,3 +90,12 @@ def test_bad_inputs(faces: np.ndarray, tmp_path: Path) -> None:
         train_gan(get_config(resolution=16), faces, tmp_path, seed=0, device=torch.device("cpu"))
     with pytest.raises(ModelLoadError):
         load_generator(tmp_path / "nothing")
+
+
+def test_statistics_logging_does_not_change_training(faces: np.ndarray, tmp_path: Path) -> None:
+    """Gate statistics draw noise from a forked RNG: the trained weights are the same without logging."""
+    cpu = torch.device("cpu")
+    train_gan(get_config(stats_every=2), faces, tmp_path / "a", seed=5, device=cpu)
+    train_gan(get_config(stats_every=1000), faces, tmp_path / "b", seed=5, device=cpu)
+    a, b = load_generator(tmp_path / "a").state_dict(), load_generator(tmp_path / "b").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

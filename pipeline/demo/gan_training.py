@@ -213,8 +213,11 @@ def _generate(g: nn.Module, z: torch.Tensor, mixing_prob: float, rng: np.random.
 @torch.no_grad()
 @torch.no_grad()
 def _sample_statistics(g: nn.Module, z: torch.Tensor, jpeg_quality: int) -> dict[str, float]:
-    """Gate statistics of ``g``'s samples for ``z`` after the demo's JPEG codec (random noise, psi = 1)."""
-    x = g(z, noise_mode="random") if isinstance(g, Generator) else g(z)
+    """Gate statistics of ``g``'s samples for ``z`` after the demo's JPEG codec (random noise, psi = 1).
+
+    The noise inputs draw from a forked RNG: logging must not change the training run it observes."""
+    with torch.random.fork_rng(devices=[]):
+        x = g(z, noise_mode="random") if isinstance(g, Generator) else g(z)
     return summary_statistics(jpeg_roundtrip(from_model(x), jpeg_quality))
 
 
