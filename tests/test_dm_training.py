@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
 from pipeline.demo.dm_training import DmTrainConfig, sample_dm, train_dm
 from pipeline.demo.quality import GATE_STATISTICS
@@ -128,3 +129,17 @@ def test_unet_presets_attention_at_8px() -> None:
     assert unet_config("iddpm-s", 32)["resnet_time_scale_shift"] == "scale_shift"
     unet = build_unet("ldm-tiny", 8, in_channels=4, out_channels=4)
     assert unet(torch.zeros(1, 4, 8, 8), 3).sample.shape == (1, 4, 8, 8)
+
+
+def test_training_time_statistics_are_logged_without_changing_training(tmp_path: Path) -> None:
+    """`stats_every` samples the EMA model with its saved sampler mid-run; the weights are those of a run
+    without it (sampling noise never comes from the training RNG)."""
+    cfg = small(steps=6, stats_every=3, stats_samples=4)
+    report = train_dm(cfg, faces(16), tmp_path / "a", seed=0, device="cpu", live_dir=tmp_path / "live")
+    assert [row["step"] for row in report["stats_history"]] == [3, 6]
+    assert set(report["stats_history"][0]) == {"step", *GATE_STATISTICS}
+    assert (tmp_path / "live" / "plots" / "metrics" / "stats" / "hf_energy_gap.tsv").is_file()
+    train_dm(small(steps=6), faces(16), tmp_path / "b", seed=0, device="cpu")
+    wa = load_file(str(next((tmp_path / "a" / "unet").glob("*.safetensors"))))
+    wb = load_file(str(next((tmp_path / "b" / "unet").glob("*.safetensors"))))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)

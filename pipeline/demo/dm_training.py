@@ -40,6 +40,7 @@ from diffusers import (
 )
 from tqdm.auto import tqdm
 
+from pipeline.demo.faces import jpeg_roundtrip
 from pipeline.demo.quality import summary_statistics
 from pipeline.device import resolve_device, seed_everything
 from pipeline.errors import ConfigError, InputDataError, ModelLoadError, MultireconError
@@ -93,6 +94,10 @@ class DmTrainConfig:
         ae_adv_start (`int`): autoencoder steps of reconstruction-only warm-up before the discriminator
             joins (LDM's ``disc_start``).
         log_every (`int`): steps between dvclive points.
+        stats_every (`int`): every this many steps, ``stats_samples`` samples of the EMA model (its saved
+            sampler) go through the demo's JPEG codec (``jpeg_quality``) and their gate statistics are logged
+            (dvclive ``stats/*``, report ``stats_history``); 0 = never. It costs ``stats_samples x
+            sample_steps`` UNet evaluations each time, so the default is off and the full profile turns it on.
     """
 
     kind: Kind = "ddpm"
@@ -119,6 +124,9 @@ class DmTrainConfig:
     ae_adv_weight: float = 0.5
     ae_adv_start: int = 500
     log_every: int = 25
+    stats_every: int = 0
+    stats_samples: int = 128
+    jpeg_quality: int = 75
 
     def __post_init__(self) -> None:
         choices = {
@@ -140,6 +148,8 @@ class DmTrainConfig:
             "sample_steps": self.sample_steps,
             "ae_batch_size": self.ae_batch_size,
             "log_every": self.log_every,
+            "stats_samples": self.stats_samples,
+            "jpeg_quality": self.jpeg_quality,
         }
         for key, value in positive.items():
             if not isinstance(value, int) or value < 1:
@@ -148,6 +158,8 @@ class DmTrainConfig:
             raise ConfigError(f"`ae_steps` must be a positive int for kind 'ldm'. Got {self.ae_steps!r}.")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"`ema_decay` must be in [0, 1). Got {self.ema_decay!r} instead.")
+        if not isinstance(self.stats_every, int) or self.stats_every < 0:
+            raise ConfigError(f"`stats_every` must be an int >= 0 (0 = off). Got {self.stats_every!r}.")
         if self.ae_adv_weight < 0 or self.ae_adv_start < 0:
             raise ConfigError(
                 f"`ae_adv_weight` and `ae_adv_start` must be >= 0. Got {self.ae_adv_weight},"
@@ -440,6 +452,8 @@ def train_dm(
     x0_probe = (mean[:64] * scaling) if vae is not None else data[:64]
     bar = tqdm(range(config.steps), desc=f"train {config.kind}/{config.unet}", unit="step", mininterval=2.0)
     recent: list[float] = []
+    stats_history: list[dict[str, float]] = []
+    real_stats = summary_statistics(arr[:2048])
     t0 = time.perf_counter()
     for step in bar:
         idx = next(it)
@@ -467,6 +481,18 @@ def train_dm(
         lr_sched.step()
         ema.update(unet)
         recent = [*recent[-99:], loss.item()]
+        if config.stats_every and (step + 1) % config.stats_every == 0:
+            stats = _sample_statistics(ema.module, vae, config, seed=seed)
+            stats_history.append({"step": step + 1, **stats})
+            live.log(
+                step,
+                **{f"stats/{k}": v for k, v in stats.items()},
+                **{
+                    f"stats/{k}_gap": abs(v - real_stats[k]) / max(real_stats[k], 1e-8)
+                    for k, v in stats.items()
+                },
+            )
+            logger.info("sample statistics <step=%d> %s <real=%s>", step + 1, stats, real_stats)
         if step % config.log_every == 0 or step == config.steps - 1:
             ips = (step + 1) * config.batch_size / (time.perf_counter() - t0)
             bar.set_postfix(loss=f"{np.mean(recent):.4f}", img_s=f"{ips:.0f}")
@@ -490,7 +516,8 @@ def train_dm(
     save_image_grid(samples, out / "samples.png")
     report.update(
         sample_stats=summary_statistics(samples),
-        real_stats=summary_statistics(arr[:2048]),
+        real_stats=real_stats,
+        stats_history=stats_history,
         sample_preclamp={"min": pre[0], "max": pre[1], "frac_outside_1": pre[2]},
     )
     (out / "train_report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
@@ -498,6 +525,23 @@ def train_dm(
         "trained dm <kind=%s> <unet=%s> <s_per_step=%.3f>", config.kind, config.unet, seconds / config.steps
     )
     return report
+
+
+def _sample_statistics(
+    unet: UNet2DModel, vae: AutoencoderKL | None, config: DmTrainConfig, *, seed: int
+) -> dict[str, float]:
+    """Gate statistics of the EMA model's samples (the sampler it will be saved with) after the JPEG codec."""
+    images, _ = _run_sampler(
+        unet,
+        vae,
+        _sampler_scheduler(config),
+        config.stats_samples,
+        seed=seed + 1,
+        batch_size=min(config.stats_samples, 128),
+        steps=config.sample_steps,
+        where="training-time samples",
+    )
+    return summary_statistics(jpeg_roundtrip(images, config.jpeg_quality))
 
 
 # -- sampling ----------------------------------------------------------------------------------------
@@ -522,7 +566,34 @@ def _sample(
         )
     except (OSError, ValueError, RuntimeError) as exc:
         raise ModelLoadError(f"diffusers could not load the model in {str(folder)!r}: {exc}") from exc
-    scheduler = _load_sampler(folder)
+    images, (lo, hi, frac) = _run_sampler(
+        unet, vae, _load_sampler(folder), n, seed=seed, batch_size=batch_size, steps=steps, where=str(folder)
+    )
+    if frac > 0.05:
+        logger.warning(
+            "samples exceed [-1, 1] before clamping <model=%s> <frac=%.3f> <min=%.2f> <max=%.2f>",
+            folder,
+            frac,
+            lo,
+            hi,
+        )
+    return images, (lo, hi, frac)
+
+
+def _run_sampler(
+    unet: UNet2DModel,
+    vae: AutoencoderKL | None,
+    scheduler: SchedulerMixin,
+    n: int,
+    *,
+    seed: int,
+    batch_size: int,
+    steps: int,
+    where: str,
+) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """``n`` uint8 samples and the pre-clamp (min, max, share outside [-1, 1]). Noise comes from a private
+    generator seeded with ``seed``, never from the global RNG (training can sample mid-run unperturbed)."""
+    dev = next(unet.parameters()).device
     scheduler.set_timesteps(steps)
     accepts_gen = "generator" in inspect.signature(scheduler.step).parameters
     gen = torch.Generator().manual_seed(seed)
@@ -541,21 +612,12 @@ def _sample(
             if vae is not None:
                 x = vae.decode(x / vae.config.scaling_factor).sample
             if not torch.isfinite(x).all():
-                raise SamplingError(f"sampling from {str(folder)!r} produced NaN/Inf (steps={steps}).")
+                raise SamplingError(f"sampling from {where!r} produced NaN/Inf (steps={steps}).")
             lo, hi = min(lo, float(x.min())), max(hi, float(x.max()))
             outside += int((x.abs() > 1).sum())
             total += x.numel()
             outs.append(from_model(x))  # the only clamp: the final image
-    frac = outside / max(1, total)
-    if frac > 0.05:
-        logger.warning(
-            "samples exceed [-1, 1] before clamping <model=%s> <frac=%.3f> <min=%.2f> <max=%.2f>",
-            folder,
-            frac,
-            lo,
-            hi,
-        )
-    return np.concatenate(outs), (lo, hi, frac)
+    return np.concatenate(outs), (lo, hi, outside / max(1, total))
 
 
 def sample_dm(

@@ -102,7 +102,14 @@ def train_generator(
     else:
         from pipeline.demo.dm_training import DmTrainConfig, train_dm
 
-        cfg = build_config(DmTrainConfig, spec.train, where=where, kind=spec.kind, resolution=resolution)
+        cfg = build_config(
+            DmTrainConfig,
+            spec.train,
+            where=where,
+            kind=spec.kind,
+            resolution=resolution,
+            jpeg_quality=jpeg_quality,
+        )
         report = train_dm(cfg, images, out_dir, seed=seed, device=device, live_dir=live_dir)
     (out_dir / SPEC_FILE).write_text(json.dumps(dataclasses.asdict(spec), indent=2, sort_keys=True))
     return report
