@@ -87,29 +87,16 @@ def train_generator(
     ``jpeg_quality`` is the demo codec: sample statistics logged during training are measured after it.
     """
     where = f"demo.generators.{spec.name}.train"
+    fixed = {"resolution": resolution, "jpeg_quality": jpeg_quality}
     if spec.kind in GAN_KINDS:
         from pipeline.demo.gan_training import GanTrainConfig, train_gan
 
-        cfg = build_config(
-            GanTrainConfig,
-            spec.train,
-            where=where,
-            arch=spec.kind,
-            resolution=resolution,
-            jpeg_quality=jpeg_quality,
-        )
+        cfg = build_config(GanTrainConfig, spec.train, where=where, arch=spec.kind, **fixed)
         report = train_gan(cfg, images, out_dir, seed=seed, device=device, live_dir=live_dir)
     else:
         from pipeline.demo.dm_training import DmTrainConfig, train_dm
 
-        cfg = build_config(
-            DmTrainConfig,
-            spec.train,
-            where=where,
-            kind=spec.kind,
-            resolution=resolution,
-            jpeg_quality=jpeg_quality,
-        )
+        cfg = build_config(DmTrainConfig, spec.train, where=where, kind=spec.kind, **fixed)
         report = train_dm(cfg, images, out_dir, seed=seed, device=device, live_dir=live_dir)
     (out_dir / SPEC_FILE).write_text(json.dumps(dataclasses.asdict(spec), indent=2, sort_keys=True))
     return report
