@@ -74,6 +74,8 @@ def test_verdict_names_copies_when_statistics_pass() -> None:
         "copies": 3, "ok": False,
     }  # fmt: skip
     assert "| copies |" in generator_table([row]).splitlines()[2]
+    grey = generator_table([{**row, "gated": ["mean", "std", "hf_energy"]}])
+    assert grey.count("not gated: grey reals") == 1  # colourfulness only
 
 
 def test_missing_quality_names_file(tmp_path: Path) -> None:

@@ -77,6 +77,7 @@ def generator_row(model_dir: Path, fakes_dir: Path) -> dict[str, Any]:
         "real": {k: float(q["real"][k]) for k in _STATS},
         "relative_gap": {k: float(q["relative_gap"][k]) for k in _STATS},
         "auc": {k: float(q["auc"][k]) for k in _STATS},
+        "gated": list(q.get("gated", _STATS)),
         "tolerance": float(q["tolerance"]),
         "stats_ok": bool(q["stats_ok"]),
         "copies": int(q["copies"]),
@@ -99,8 +100,11 @@ def generator_table(rows: list[dict[str, Any]]) -> str:
     )
     lines = []
     for r in rows:
+        gated = r.get("gated", _STATS)
         stats = [
-            f"{r['fake'][k]:.4g} / {r['real'][k]:.4g} ({100 * r['relative_gap'][k]:.0f}%)" for k in _STATS
+            f"{r['fake'][k]:.4g} / {r['real'][k]:.4g} ({100 * r['relative_gap'][k]:.0f}%"
+            + (")" if k in gated else ", not gated: grey reals)")
+            for k in _STATS
         ]
         steps = f"{r['ae_steps']:,} AE + {r['steps']:,}" if r["ae_steps"] else f"{r['steps']:,}"
         outside = "-" if r["preclamp_outside"] is None else f"{100 * r['preclamp_outside']:.1f}%"
