@@ -41,7 +41,7 @@ from diffusers import (
 from tqdm.auto import tqdm
 
 from pipeline.demo.faces import jpeg_roundtrip
-from pipeline.demo.quality import summary_statistics
+from pipeline.demo.quality import relative_gaps, summary_statistics
 from pipeline.device import resolve_device, seed_everything
 from pipeline.errors import ConfigError, InputDataError, ModelLoadError, MultireconError
 from pipeline.imaging import from_model, to_model
@@ -487,10 +487,7 @@ def train_dm(
             live.log(
                 step,
                 **{f"stats/{k}": v for k, v in stats.items()},
-                **{
-                    f"stats/{k}_gap": abs(v - real_stats[k]) / max(real_stats[k], 1e-8)
-                    for k, v in stats.items()
-                },
+                **{f"stats/{k}_gap": v for k, v in relative_gaps(stats, real_stats).items()},
             )
             logger.info("sample statistics <step=%d> %s <real=%s>", step + 1, stats, real_stats)
         if step % config.log_every == 0 or step == config.steps - 1:

@@ -25,7 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from pipeline.demo.faces import jpeg_roundtrip
-from pipeline.demo.quality import summary_statistics
+from pipeline.demo.quality import relative_gaps, summary_statistics
 from pipeline.device import Precision, autocast, parse_precision, seed_everything
 from pipeline.errors import ConfigError, InputDataError, ModelLoadError, MultireconError
 from pipeline.imaging import from_model, to_model
@@ -353,9 +353,9 @@ def train_gan(
             log.info("sample statistics <step=%d> %s <real=%s>", step + 1, stats, real_stats)
             if live is not None:
                 live.step = step
-                for k, v in stats.items():
-                    live.log_metric(f"stats/{k}", v)
-                    live.log_metric(f"stats/{k}_gap", abs(v - real_stats[k]) / max(real_stats[k], 1e-8))
+                for k, gap in relative_gaps(stats, real_stats).items():
+                    live.log_metric(f"stats/{k}", stats[k])
+                    live.log_metric(f"stats/{k}_gap", gap)
     seconds = time.perf_counter() - t0
     if live is not None:
         live.end()

@@ -20,6 +20,7 @@ __all__ = [
     "image_statistics",
     "nearest_neighbour_distances",
     "quality_report",
+    "relative_gaps",
     "single_statistic_auc",
     "summary_statistics",
 ]
@@ -67,6 +68,11 @@ def single_statistic_auc(fake: np.ndarray, real: np.ndarray) -> float:
 
     auc = roc_auc_score(np.r_[np.ones(len(fake)), np.zeros(len(real))], np.r_[fake, real])
     return float(max(auc, 1.0 - auc))
+
+
+def relative_gaps(fake: dict[str, float], real: dict[str, float]) -> dict[str, float]:
+    """``|fake[k] - real[k]| / real[k]`` per statistic: the gate's measure, also logged during training."""
+    return {k: abs(fake[k] - real[k]) / max(real[k], 1e-8) for k in fake}
 
 
 def summary_statistics(images: np.ndarray) -> dict[str, float]:
@@ -128,7 +134,7 @@ def quality_report(
     per_fake, per_real = image_statistics(fakes), image_statistics(real_test)
     fake = {k: float(v.mean()) for k, v in per_fake.items()}
     real = {k: float(v.mean()) for k, v in per_real.items()}
-    gap = {k: abs(fake[k] - real[k]) / max(real[k], 1e-8) for k in fake}
+    gap = relative_gaps(fake, real)
     grey = real["colourfulness"] < GREY_COLOURFULNESS
     if grey:  # no relative gap to a colourless reference: measure against the grey threshold instead
         gap["colourfulness"] = abs(fake["colourfulness"] - real["colourfulness"]) / GREY_COLOURFULNESS

@@ -119,11 +119,11 @@ def generator_table(rows: list[dict[str, Any]]) -> str:
     tol = rows[0]["tolerance"] if rows else float("nan")
     note = (
         "\nStatistics are fake / real (relative gap) on [0, 1] pixels after the same JPEG codec, against "
-        f"held-out real faces; a generator passes when every gap is within {100 * tol:.0f}% and none of its "
-        "fakes is a near-copy of a training face. `best one-statistic AUC`: max(AUC, 1 - AUC) of the single "
-        "statistic that best separates this generator's fakes from real faces (0.5 = none does; reported, "
-        "not gated). `outside [-1,1]`: share of pre-clamp sampler output "
-        "outside the image range (diffusion models).\n"
+        f"held-out real faces; a generator passes when every gated gap is within {100 * tol:.0f}% and none "
+        "of its fakes is a near-copy of a training face. `best one-statistic AUC`: max(AUC, 1 - AUC) of the "
+        "single statistic that best separates this generator's fakes from real faces (0.5 = none does; "
+        "reported, not gated). `outside [-1,1]`: share of pre-clamp sampler output outside the image range "
+        "(diffusion models).\n"
     )
     return head + "\n".join(lines) + "\n" + note
 
