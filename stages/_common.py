@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 from pipeline.device import resolve_device
+from pipeline.errors import MultireconWarning
 from pipeline.params import get, load_params
 
-__all__ = ["setup"]
+__all__ = ["configure_logging", "setup"]
+
+
+def configure_logging() -> None:
+    """INFO logging for a stage process.
+
+    The library both logs and `warnings.warn`s its data warnings (callers of the Python API can catch
+    them); a stage's log already holds each one, so the second copy on stderr is silenced here.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    warnings.filterwarnings("ignore", category=MultireconWarning)
 
 
 def setup(params_file: str = "params.yaml") -> tuple[dict[str, Any], Any]:
     """Configure logging and return ``(params, device)``."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     params = load_params(params_file)
     device = resolve_device(str(get(params, "base.device", "auto")))
     logging.getLogger("stages").info("<device=%s>", device)

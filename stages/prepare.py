@@ -7,7 +7,6 @@ roots are resolved against the folder holding params.yaml (the repo root).
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import typer
@@ -15,7 +14,7 @@ import typer
 from pipeline.data.config import parse_dataset_config, parse_prepare_config
 from pipeline.data.prepare import prepare_dataset
 from pipeline.params import get, load_params
-from stages._common import run
+from stages._common import configure_logging, run
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -36,7 +35,7 @@ def main(
     Reads datasets.DATASET, prepare.*, data.resolution, cache.chunk_images, cache.shard_images and base.seed.
     Fails only on a configuration error or an empty required split.
     """
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     params = load_params(params_file)
     ds = parse_dataset_config(
         dataset,

@@ -8,13 +8,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 import torch
+from diffusers import DDPMScheduler
 from PIL import Image
 from safetensors.torch import load_file
 
-from pipeline.demo.dm_training import DmTrainConfig, sample_dm, train_dm
+from pipeline.demo.dm_training import DmTrainConfig, _eps_loss, sample_dm, train_dm
 from pipeline.demo.quality import GATE_STATISTICS
 from pipeline.errors import ConfigError, InputDataError, ModelLoadError
 from pipeline.inversion.ddim import DDIMReconstructor, build_ddim_schedulers
+from pipeline.models.autoencoder import build_autoencoder
 from pipeline.models.unet import build_unet, unet_config
 
 if TYPE_CHECKING:
@@ -111,6 +113,24 @@ def test_config_validation() -> None:
         DmTrainConfig(unet="huge")
     with pytest.raises(ConfigError, match="sample_steps"):
         DmTrainConfig(sample_steps=2000)
+    with pytest.raises(ConfigError, match="snr_gamma"):
+        DmTrainConfig(snr_gamma=-5.0)
+
+
+def test_min_snr_weighting_matches_its_formula() -> None:
+    """Min-SNR-gamma: per-sample eps MSE times min(SNR, gamma) / SNR; gamma 0 is the plain DDPM loss."""
+    sched = DDPMScheduler(num_train_timesteps=1000)
+    gen = torch.Generator().manual_seed(0)
+    pred, noise = torch.randn(4, 3, 8, 8, generator=gen), torch.randn(4, 3, 8, 8, generator=gen)
+    t = torch.tensor([0, 10, 500, 999])
+    assert torch.equal(_eps_loss(pred, noise, t, sched, 0.0), torch.nn.functional.mse_loss(pred, noise))
+    alpha_bar = sched.alphas_cumprod[t]
+    snr = alpha_bar / (1 - alpha_bar)
+    per_sample = ((pred - noise) ** 2).mean(dim=(1, 2, 3))
+    expected = (per_sample * torch.minimum(snr, torch.tensor(5.0)) / snr).mean()
+    assert torch.allclose(_eps_loss(pred, noise, t, sched, 5.0), expected)
+    # Low-noise steps (SNR far above gamma) are down-weighted, high-noise steps (SNR < gamma) keep weight 1.
+    assert snr[0] > 5 > snr[3]
 
 
 def test_bad_training_images(tmp_path: Path) -> None:
@@ -143,3 +163,13 @@ def test_training_time_statistics_are_logged_without_changing_training(tmp_path:
     wa = load_file(str(next((tmp_path / "a" / "unet").glob("*.safetensors"))))
     wb = load_file(str(next((tmp_path / "b" / "unet").glob("*.safetensors"))))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.mark.parametrize(("preset", "side"), [("kl-f4-tiny", 8), ("kl-f2-s", 16)])
+def test_autoencoder_downsampling_follows_its_levels(preset: str, side: int) -> None:
+    vae = build_autoencoder(preset, 32)
+    with torch.no_grad():
+        z = vae.encode(torch.zeros(1, 3, 32, 32)).latent_dist.mean
+    assert z.shape == (1, 4, side, side)
+    with pytest.raises(ConfigError, match="divisible by 4 for autoencoder 'kl-f4-tiny'"):
+        build_autoencoder("kl-f4-tiny", 30)

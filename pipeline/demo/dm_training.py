@@ -38,6 +38,7 @@ from diffusers import (
     PNDMScheduler,
     UNet2DModel,
 )
+from diffusers.training_utils import compute_snr
 from tqdm.auto import tqdm
 
 from pipeline.demo.faces import jpeg_roundtrip
@@ -94,6 +95,9 @@ class DmTrainConfig:
         ae_adv_start (`int`): autoencoder steps of reconstruction-only warm-up before the discriminator
             joins (LDM's ``disc_start``).
         log_every (`int`): steps between dvclive points.
+        snr_gamma (`float`): Min-SNR-gamma loss weighting (Hang et al. 2023): each sample's epsilon MSE is
+            weighted by ``min(SNR(t), gamma) / SNR(t)``, so the many easy low-noise steps stop dominating the
+            gradient; the paper reports ~3x faster convergence with gamma 5. 0 = the unweighted DDPM loss.
         stats_every (`int`): every this many steps, ``stats_samples`` samples of the EMA model (its saved
             sampler) go through the demo's JPEG codec (``jpeg_quality``) and their gate statistics are logged
             (dvclive ``stats/*``, report ``stats_history``); 0 = never. It costs ``stats_samples x
@@ -123,6 +127,7 @@ class DmTrainConfig:
     kl_weight: float = 1e-6
     ae_adv_weight: float = 0.5
     ae_adv_start: int = 500
+    snr_gamma: float = 0.0
     log_every: int = 25
     stats_every: int = 0
     stats_samples: int = 128
@@ -160,6 +165,8 @@ class DmTrainConfig:
             raise ConfigError(f"`ema_decay` must be in [0, 1). Got {self.ema_decay!r} instead.")
         if not isinstance(self.stats_every, int) or self.stats_every < 0:
             raise ConfigError(f"`stats_every` must be an int >= 0 (0 = off). Got {self.stats_every!r}.")
+        if not self.snr_gamma >= 0:
+            raise ConfigError(f"`snr_gamma` must be >= 0 (0 = off). Got {self.snr_gamma!r} instead.")
         if self.ae_adv_weight < 0 or self.ae_adv_start < 0:
             raise ConfigError(
                 f"`ae_adv_weight` and `ae_adv_start` must be >= 0. Got {self.ae_adv_weight},"
@@ -242,6 +249,18 @@ class _Ema:
             e.lerp_(p.detach(), 1.0 - d)
         for e, b in zip(self.module.buffers(), module.buffers(), strict=True):
             e.copy_(b)
+
+
+def _eps_loss(
+    pred: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, noise_sched: DDPMScheduler, snr_gamma: float
+) -> torch.Tensor:
+    """Epsilon-prediction MSE, optionally Min-SNR-gamma weighted per sample (diffusers' training scripts)."""
+    if not snr_gamma:
+        return F.mse_loss(pred, noise)
+    snr = compute_snr(noise_sched, t)
+    weight = torch.clamp(snr, max=snr_gamma) / snr
+    per_sample = F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))
+    return (per_sample * weight).mean()
 
 
 def _warmup_lambda(warmup: int) -> Any:
@@ -473,7 +492,7 @@ def train_dm(
         noise = torch.randn(x0.shape, generator=gen).to(dev)
         t = torch.randint(0, config.num_train_timesteps, (x0.shape[0],), generator=gen).to(dev)
         x_t = noise_sched.add_noise(x0, noise, t)
-        loss = F.mse_loss(unet(x_t, t).sample, noise)
+        loss = _eps_loss(unet(x_t, t).sample, noise, t, noise_sched, config.snr_gamma)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), config.grad_clip)

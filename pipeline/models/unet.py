@@ -51,13 +51,15 @@ UNET_PRESETS: dict[str, UnetPreset] = {
     "iddpm-s": UnetPreset(
         channels=(24, 48, 64), layers_per_block=2, attention_at=(16, 8), scale_shift=True, norm_groups=8
     ),
-    # Cheaper "IDDPM"-like (1.03M): same differences from adm-s (2 blocks/level, AdaGN, cosine schedule in
-    # its config) but attention at 8x8 only: 0.53 s/step vs 1.45 for iddpm-s (1 thread, 32 px, batch 32).
+    # Cheaper "IDDPM"-like (1.03M): same differences from adm-s (2 blocks/level, AdaGN) but attention at
+    # 8x8 only: 0.53 s/step vs 1.45 for iddpm-s (1 thread, 32 px, batch 32).
     "iddpm-xs": UnetPreset(
         channels=(16, 32, 64), layers_per_block=2, attention_at=(8,), scale_shift=True, norm_groups=8
     ),
     # Latent UNet of the LDM-like model: runs on 8x8x4 latents, attention at 8x8 and 4x4.
     "ldm-s": UnetPreset(channels=(64, 128), layers_per_block=1, attention_at=(8, 4), bottom=4),
+    # Latent UNet for the 16x16x4 latents of a 2x autoencoder (kl-f2-s): a cheap 16x16 level, then ldm-s's.
+    "ldm-f2": UnetPreset(channels=(32, 64, 128), layers_per_block=1, attention_at=(8, 4), bottom=4),
     "ldm-tiny": UnetPreset(channels=(16, 32), layers_per_block=1, attention_at=(4,), norm_groups=4, bottom=4),
 }
 
