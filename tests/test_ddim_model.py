@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from typing import TYPE_CHECKING
 
@@ -11,7 +12,7 @@ import pytest
 import torch
 from diffusers import DDPMScheduler, UNet2DConditionModel
 
-from pipeline.errors import ModelLoadError
+from pipeline.errors import ConfigError, ModelLoadError
 from pipeline.inversion.ddim import (
     DDIMReconstructor,
     build_ddim_schedulers,
@@ -54,6 +55,10 @@ def test_scheduler_pair_mirrors(spacing: str, schedule: str) -> None:
     assert fwd.config.set_alpha_to_one and inv.config.set_alpha_to_one
     torch.testing.assert_close(fwd.betas, inv.betas, rtol=0, atol=0)
     torch.testing.assert_close(fwd.alphas_cumprod, inv.alphas_cumprod, rtol=0, atol=0)
+    wide = build_ddim_schedulers(dict(cfg), clip_sample_range=2.0)  # recon.ddim.clip_sample_range
+    assert all(s.config.clip_sample and s.config.clip_sample_range == 2.0 for s in wide)
+    with pytest.raises(ConfigError, match="clip_sample_range"):
+        build_ddim_schedulers(dict(cfg), clip_sample_range=0.0)
     for key in ("timestep_spacing", "steps_offset", "num_train_timesteps", "prediction_type"):
         assert fwd.config[key] == inv.config[key]
     fwd.set_timesteps(10)
@@ -154,3 +159,21 @@ def test_scheduler_config_recorded_in_provenance(tmp_path: Path) -> None:
     assert prov["weights_hash"] == weights_hash(folder / "unet")
     out = rec(np.zeros((1, 3, RES, RES), dtype=np.uint8))
     assert out.dtype == np.float32 and out.shape == (1, 3, RES, RES)
+
+
+def test_recon_clip_settings_differing_from_the_models_own_sampler_are_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A DDIM model's fakes were sampled with its saved clip bound; recon with another one says so."""
+    folder = tmp_path / "m"
+    save_model(folder)
+    cfg = dict(DDPMScheduler(num_train_timesteps=1000).config)
+    build_ddim_schedulers(cfg, clip_sample=True, clip_sample_range=2.0)[0].save_pretrained(
+        str(folder / "scheduler")
+    )
+    with caplog.at_level(logging.WARNING, logger="pipeline.inversion.ddim"):
+        load_ddim_model(folder, resolution=RES, clip_sample_range=2.0)
+    assert "not sampled with the reconstruction's settings" not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="pipeline.inversion.ddim"):
+        load_ddim_model(folder, resolution=RES)
+    assert "not sampled with the reconstruction's settings" in caplog.text and "2.0" in caplog.text

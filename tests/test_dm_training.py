@@ -12,7 +12,7 @@ from diffusers import DDPMScheduler
 from PIL import Image
 from safetensors.torch import load_file
 
-from pipeline.demo.dm_training import DmTrainConfig, _eps_loss, sample_dm, train_dm
+from pipeline.demo.dm_training import DmTrainConfig, _eps_loss, _load_sampler, sample_dm, train_dm
 from pipeline.demo.quality import GATE_STATISTICS
 from pipeline.errors import ConfigError, InputDataError, ModelLoadError
 from pipeline.inversion.ddim import DDIMReconstructor, build_ddim_schedulers
@@ -91,15 +91,22 @@ def test_ldm_train_saves_and_samples(tmp_path: Path) -> None:
         DDIMReconstructor(out, steps=2, device="cpu", resolution=RES)
 
 
-@pytest.mark.parametrize(("sampler", "schedule"), [("ddpm", "squaredcos_cap_v2"), ("pndm", "linear")])
+@pytest.mark.parametrize(
+    ("sampler", "schedule"), [("ddpm", "squaredcos_cap_v2"), ("pndm", "linear"), ("ddim", "linear")]
+)
 def test_other_samplers(tmp_path: Path, sampler: str, schedule: str) -> None:
     out = tmp_path / sampler
-    cfg = small(steps=5, sampler=sampler, beta_schedule=schedule, ddpm_variance="fixed_large")
+    cfg = small(
+        steps=5, sampler=sampler, beta_schedule=schedule, ddpm_variance="fixed_large", clip_sample_range=2.0
+    )
     train_dm(cfg, faces(16), out, seed=0, device="cpu")
     check_samples(sample_dm(out, 2, seed=0, device="cpu"), 2)
     saved = json.loads((out / "scheduler" / "scheduler_config.json").read_text())
     if sampler == "ddpm":  # the ancestral variance is part of the saved sampler
         assert saved["variance_type"] == "fixed_large"
+    if sampler in ("ddpm", "ddim"):  # so is the x0 clip bound, and loading keeps it
+        assert saved["clip_sample_range"] == 2.0
+        assert _load_sampler(out).config.clip_sample_range == 2.0
 
 
 def test_config_validation() -> None:
@@ -113,6 +120,8 @@ def test_config_validation() -> None:
         DmTrainConfig(unet="huge")
     with pytest.raises(ConfigError, match="sample_steps"):
         DmTrainConfig(sample_steps=2000)
+    with pytest.raises(ConfigError, match="clip_sample_range"):
+        DmTrainConfig(clip_sample_range=0.0)
     with pytest.raises(ConfigError, match="snr_gamma"):
         DmTrainConfig(snr_gamma=-5.0)
 

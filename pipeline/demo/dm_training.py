@@ -85,6 +85,9 @@ class DmTrainConfig:
         hflip (`bool`): random horizontal flips of training images.
         sampler (`"ddim" | "ddpm" | "dpmsolver" | "pndm"`): the scheduler saved with the model.
         sample_steps (`int`): sampling steps used by `sample_dm` and for ``samples.png``.
+        clip_sample_range (`float`): pixel samplers clip the predicted x0 to ``[-r, r]`` (DDIM, DDPM;
+            DPM-Solver's ``sample_max_value``). 1 is guided-diffusion's ``clip_denoised``; a DDIM model used
+            for reconstruction should match ``recon.ddim.clip_sample_range`` (see `pipeline.inversion.ddim`).
         ddpm_variance (`"fixed_small" | "fixed_large"`): the ancestral DDPM sampler's variance, beta-tilde or
             beta (Ho et al. 2020 found both work; IDDPM learns a value between them). With few sampling steps
             "fixed_large" keeps more fine detail: on the medium run's iddpm (100 steps) it left 22% less
@@ -119,6 +122,7 @@ class DmTrainConfig:
     hflip: bool = True
     sampler: str = "ddim"
     sample_steps: int = 50
+    clip_sample_range: float = 1.0
     ddpm_variance: str = "fixed_small"
     autoencoder: str = "kl-f4-s"
     ae_steps: int = 1500
@@ -165,6 +169,8 @@ class DmTrainConfig:
             raise ConfigError(f"`ema_decay` must be in [0, 1). Got {self.ema_decay!r} instead.")
         if not isinstance(self.stats_every, int) or self.stats_every < 0:
             raise ConfigError(f"`stats_every` must be an int >= 0 (0 = off). Got {self.stats_every!r}.")
+        if not self.clip_sample_range > 0:
+            raise ConfigError(f"`clip_sample_range` must be > 0. Got {self.clip_sample_range!r} instead.")
         if not self.snr_gamma >= 0:
             raise ConfigError(f"`snr_gamma` must be >= 0 (0 = off). Got {self.snr_gamma!r} instead.")
         if self.ae_adv_weight < 0 or self.ae_adv_start < 0:
@@ -198,15 +204,18 @@ def _sampler_scheduler(config: DmTrainConfig) -> SchedulerMixin:
     """The scheduler saved beside the UNet; it defines how `sample_dm` samples."""
     betas = _betas(config)
     pixel = config.kind == "ddpm"
+    clip = config.clip_sample_range
     if config.sampler == "ddim":
-        return build_ddim_schedulers(betas, clip_sample=pixel)[0]
+        return build_ddim_schedulers(betas, clip_sample=pixel, clip_sample_range=clip)[0]
     if config.sampler == "ddpm":
         # Ancestral DDPM clips the predicted x0 for pixel models (as DDPM/IDDPM do); never for latents.
-        return DDPMScheduler(**betas, clip_sample=pixel, variance_type=config.ddpm_variance)
+        return DDPMScheduler(
+            **betas, clip_sample=pixel, clip_sample_range=clip, variance_type=config.ddpm_variance
+        )
     if config.sampler == "dpmsolver":
-        # thresholding with sample_max_value 1 clamps the dynamic threshold to 1: x0 is clipped to [-1, 1].
+        # thresholding with sample_max_value r clamps the dynamic threshold to r: x0 is clipped to [-r, r].
         return DPMSolverMultistepScheduler(
-            **betas, algorithm_type="dpmsolver++", solver_order=2, thresholding=pixel, sample_max_value=1.0
+            **betas, algorithm_type="dpmsolver++", solver_order=2, thresholding=pixel, sample_max_value=clip
         )
     return PNDMScheduler(**betas, skip_prk_steps=True)
 
@@ -222,7 +231,10 @@ def _load_sampler(folder: Path) -> SchedulerMixin:
     if cls == "DDIMScheduler":
         # Exactly the forward scheduler DDIM reconstruction builds from this folder.
         return build_ddim_schedulers(
-            cfg, clip_sample=bool(cfg.get("clip_sample", False)), source=f"scheduler config {str(path)!r}"
+            cfg,
+            clip_sample=bool(cfg.get("clip_sample", False)),
+            clip_sample_range=float(cfg.get("clip_sample_range", 1.0)),
+            source=f"scheduler config {str(path)!r}",
         )[0]
     classes = {c.__name__: c for c in (DDPMScheduler, DPMSolverMultistepScheduler, PNDMScheduler)}
     if cls not in classes:

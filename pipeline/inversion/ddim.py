@@ -13,6 +13,11 @@ visits exactly the noise levels the forward chain visits, in reverse:
   to both ``ddim_reverse_sample_loop`` and ``ddim_sample_loop``. Without it a small pixel DDPM's eps errors
   at high t are multiplied by 1/sqrt(alpha_bar) and its samples saturate (measured on the medium rehearsal:
   72% of pixels outside [-1, 1]). False gives the exactly-invertible textbook DDIM.
+  ``clip_sample_range`` (``recon.ddim.clip_sample_range``, default 1 as DIRE) widens the clip to
+  [-r, r]: on the medium run's ``adm`` (9k steps, DDIM 50) clipping at 1 left samples low in contrast and
+  colour (std -25%, colourfulness -41% vs real faces), at 2 it did not (+1%, +9%; 5% of pixels then end
+  outside [-1, 1] and are clamped), with no clip they diverged (68% outside). A model's saved DDIM sampler
+  should use the same range as its reconstruction (``DmTrainConfig.clip_sample_range``).
 * ``thresholding=False`` (a pixel-space sampling trick, not invertible; the inverse scheduler lacks it).
 * ``set_alpha_to_one=True`` on both: inversion starts from alpha_bar = 1 (the clean image) and sampling
   ends there. With ``False`` both ends sit at ``alphas_cumprod[0]`` and the first inverse / last forward
@@ -135,7 +140,11 @@ def _check_unet_config(unet_dir: Path, resolution: int | None) -> dict[str, Any]
 
 
 def build_ddim_schedulers(
-    config: dict[str, Any], *, clip_sample: bool = True, source: str = "scheduler config"
+    config: dict[str, Any],
+    *,
+    clip_sample: bool = True,
+    clip_sample_range: float = 1.0,
+    source: str = "scheduler config",
 ) -> tuple[DDIMScheduler, DDIMInverseScheduler]:
     """The forward/inverse DDIM pair from one scheduler config with `SCHEDULER_OVERRIDES` applied to both.
 
@@ -143,6 +152,7 @@ def build_ddim_schedulers(
         config (`dict`): any diffusers scheduler config holding the training betas (DDPM, DDIM, PNDM, ...).
         clip_sample (`bool`, defaults to True): clip the predicted x0 to [-1, 1] in both chains (see the
             module docstring); the config's own ``clip_sample`` is ignored so the pair always agrees.
+        clip_sample_range (`float`, defaults to 1.0): the clip bound r of ``[-r, r]`` in both chains.
         source (`str`): where the config came from, for error messages.
     """
     bad = {
@@ -154,7 +164,13 @@ def build_ddim_schedulers(
         if value not in allowed and not (key == "beta_schedule" and config.get("trained_betas") is not None):
             raise ModelLoadError(f"{source}: `{key}` = {value!r} is not supported; allowed: {allowed}.")
     # Keep only the keys each class takes (a DDPM config's `variance_type` etc. would only log noise).
-    overrides = {**SCHEDULER_OVERRIDES, "clip_sample": bool(clip_sample)}
+    if not clip_sample_range > 0:
+        raise ConfigError(f"`clip_sample_range` must be > 0. Got {clip_sample_range!r} instead.")
+    overrides = {
+        **SCHEDULER_OVERRIDES,
+        "clip_sample": bool(clip_sample),
+        "clip_sample_range": float(clip_sample_range),
+    }
     fwd_keys = set(inspect.signature(DDIMScheduler.__init__).parameters)
     forward = DDIMScheduler.from_config({k: v for k, v in config.items() if k in fwd_keys}, **overrides)
     inv_keys = set(inspect.signature(DDIMInverseScheduler.__init__).parameters)
@@ -178,12 +194,30 @@ class DdimModel:
     scheduler_source: dict[str, Any] = field(default_factory=dict)
 
 
+def _warn_if_sampled_differently(saved: dict[str, Any], used: DDIMScheduler, path: Path) -> None:
+    """A model saved with a DDIM sampler made its fakes with those clip settings; say so if recon differs."""
+    if saved.get("_class_name") != "DDIMScheduler":
+        return
+    theirs = (bool(saved.get("clip_sample", False)), float(saved.get("clip_sample_range", 1.0)))
+    ours = (bool(used.config.clip_sample), float(used.config.clip_sample_range))
+    if theirs != ours:
+        logger.warning(
+            "reconstruction clips x0 with (clip_sample, range) = %s but the model's own DDIM sampler in %r"
+            " uses %s: its fakes were not sampled with the reconstruction's settings"
+            " (recon.ddim.clip_sample*)",
+            ours,
+            str(path),
+            theirs,
+        )
+
+
 def load_ddim_model(
     model_dir: str | Path,
     *,
     resolution: int | None = None,
     expected_hash: str | None = None,
     clip_sample: bool = True,
+    clip_sample_range: float = 1.0,
 ) -> DdimModel:
     """Validate a diffusers model folder, then load it (CPU, float32, eval mode).
 
@@ -194,7 +228,8 @@ def load_ddim_model(
         model_dir (`str | Path`): pipeline-style or model-style folder (see the module docstring).
         resolution (`int`, *optional*): required ``sample_size`` (``data.resolution``); None skips the check.
         expected_hash (`str`, *optional*): `weights_hash` of the UNet folder the caller expects.
-        clip_sample (`bool`, defaults to True): see `build_ddim_schedulers`.
+        clip_sample (`bool`, defaults to True), clip_sample_range (`float`, defaults to 1.0): see
+            `build_ddim_schedulers`.
     """
     root = Path(model_dir)
     unet_dir, sched_path = locate_model_parts(root)
@@ -204,8 +239,12 @@ def load_ddim_model(
     except (OSError, json.JSONDecodeError) as exc:
         raise ModelLoadError(f"scheduler config {str(sched_path)!r} is not readable JSON: {exc}.") from exc
     scheduler, inverse = build_ddim_schedulers(
-        sched_cfg, clip_sample=clip_sample, source=f"scheduler config {str(sched_path)!r}"
+        sched_cfg,
+        clip_sample=clip_sample,
+        clip_sample_range=clip_sample_range,
+        source=f"scheduler config {str(sched_path)!r}",
     )
+    _warn_if_sampled_differently(sched_cfg, scheduler, sched_path)
     digest = weights_hash(unet_dir)
     if expected_hash is not None and digest != expected_hash:
         raise ModelLoadError(
@@ -250,6 +289,7 @@ class DDIMReconstructor:
         resolution (`int`, *optional*): required model ``sample_size`` (``data.resolution``).
         expected_hash (`str`, *optional*): required UNet weight hash.
         clip_sample (`bool`, defaults to True): clip predicted x0 in both chains (``recon.ddim.clip_sample``).
+        clip_sample_range (`float`, defaults to 1.0): its bound (``recon.ddim.clip_sample_range``).
 
     Call with uint8 `(B, 3, H, W)`; returns float32 `(B, 3, H, W)` reconstructions in model units
     `[-1, 1]`, unclipped. Deterministic for a given input (eta = 0, no noise is drawn).
@@ -268,13 +308,18 @@ class DDIMReconstructor:
         resolution: int | None = None,
         expected_hash: str | None = None,
         clip_sample: bool = True,
+        clip_sample_range: float = 1.0,
     ) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"`recon.batch_size` must be a positive int. Got {batch_size!r} instead.")
         self.precision = parse_precision(precision)
         self.device = resolve_device(device)
         self.model = load_ddim_model(
-            model_dir, resolution=resolution, expected_hash=expected_hash, clip_sample=clip_sample
+            model_dir,
+            resolution=resolution,
+            expected_hash=expected_hash,
+            clip_sample=clip_sample,
+            clip_sample_range=clip_sample_range,
         )
         t_max = self.model.scheduler.config.num_train_timesteps
         if not isinstance(steps, int) or not 1 <= steps <= t_max:
@@ -431,6 +476,7 @@ def run_ddim_reconstruction(
     stage: str | None = None,
     progress: bool = True,
     clip_sample: bool = True,
+    clip_sample_range: float = 1.0,
 ) -> dict[str, Any]:
     """Reconstruct a whole input cache into ``out`` (resumable) and return the stage report.
 
@@ -442,7 +488,7 @@ def run_ddim_reconstruction(
 
     rec = DDIMReconstructor(
         model_dir, steps=steps, batch_size=batch_size, device=device, precision=precision,
-        compile=compile, resolution=resolution, clip_sample=clip_sample,
+        compile=compile, resolution=resolution, clip_sample=clip_sample, clip_sample_range=clip_sample_range,
     )  # fmt: skip
     n = int(open_store(Path(input_store))["image"].shape[0])
     wrapped = _Progress(rec, n, progress)
