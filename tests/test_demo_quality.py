@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.demo.quality import (
+    COLOUR_STATISTICS,
     GATE_STATISTICS,
     image_statistics,
     nearest_neighbour_distances,
@@ -67,6 +68,20 @@ def test_colourfulness_catches_colour_casts_grey_statistics_miss() -> None:
     np.testing.assert_allclose(image_statistics(ref)["colourfulness"], 0.0, atol=1e-6)
 
 
+def test_cast_statistics_catch_hue_shifts_colourfulness_misses() -> None:
+    """Red and blue swapped (a cyan-blue face): about as colourful as before, but the wrong hue."""
+    train, test = _faces(64, 0), _faces(64, 1)
+    skin = test.astype(np.int16)
+    skin[:, 0] += 30  # real-like faces: red-yellow
+    skin[:, 2] -= 30
+    skin = np.clip(skin, 0, 255).astype(np.uint8)
+    swapped = skin[:, ::-1].copy()
+    rep = quality_report(swapped, train, skin)
+    assert rep.relative_gap["colourfulness"] < 0.15 and rep.relative_gap["mean"] < 0.02
+    assert rep.relative_gap["cast_yb"] > 0.5 and not rep.stats_ok  # the sign of yellow-blue flipped
+    assert rep.auc["cast_yb"] == 1.0
+
+
 def test_single_statistic_auc_is_reported() -> None:
     train, test = _faces(64, 0), _faces(64, 1)
     same = quality_report(_faces(64, 2), train, test)
@@ -82,6 +97,6 @@ def test_grey_reals_do_not_gate_colour() -> None:
     tinted = grey(_faces(64, 2)).astype(np.int16)
     tinted[:, 0] += 3  # a faint tint, as a generator trained on grey faces may leave
     rep = quality_report(np.clip(tinted, 0, 255).astype(np.uint8), train, test)
-    assert "colourfulness" not in rep.gated and rep.stats_ok
+    assert not set(COLOUR_STATISTICS) & set(rep.gated) and rep.stats_ok
     assert rep.relative_gap["colourfulness"] < 10  # measured against the grey threshold, not a ~0 denominator
     assert quality_report(_faces(64, 2), _faces(64, 0), _faces(64, 1)).gated == list(GATE_STATISTICS)

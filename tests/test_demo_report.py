@@ -15,7 +15,7 @@ from pipeline.errors import InputDataError
 
 
 def _quality(name: str, family: str, gap: float, copies: int = 0) -> dict:
-    real = {"mean": 0.5, "std": 0.2, "hf_energy": 0.01, "colourfulness": 0.1}
+    real = {"mean": 0.5, "std": 0.2, "hf_energy": 0.01, "colourfulness": 0.1, "cast_rg": 0.1, "cast_yb": 0.1}
     fake = {k: v * (1 + gap) for k, v in real.items()}
     ok = gap <= 0.15
     return {
@@ -75,7 +75,7 @@ def test_verdict_names_copies_when_statistics_pass() -> None:
     }  # fmt: skip
     assert "| copies |" in generator_table([row]).splitlines()[2]
     grey = generator_table([{**row, "gated": ["mean", "std", "hf_energy"]}])
-    assert grey.count("not gated: grey reals") == 1  # colourfulness only
+    assert grey.count("not gated: grey reals") == 3  # colourfulness and the two casts
 
 
 def test_missing_quality_names_file(tmp_path: Path) -> None:

@@ -78,7 +78,7 @@ class GanTrainConfig:
         precision (`str`, defaults to `"fp32"`): autocast dtype for the forward passes (R1 stays float32).
         log_every (`int`, defaults to 10): dvclive/tqdm logging interval in steps.
         stats_every (`int`, defaults to 250): every this many steps, 256 samples of the EMA generator go
-            through the demo's JPEG codec and their gate statistics (mean, std, hf energy) are logged beside
+            through the demo's JPEG codec and their gate statistics (`GATE_STATISTICS`) are logged beside
             the training faces' (``stats/*``), so a run shows when its samples reach real-face statistics.
         jpeg_quality (`int`, defaults to 75): the codec of those logged statistics (``demo.jpeg_quality``).
     """
@@ -157,7 +157,7 @@ class GanTrainConfig:
 @dataclass(frozen=True, kw_only=True)
 class GanTrainReport:
     """What a training run did: sizes, speed, final losses, and pixel statistics of samples vs reals
-    (`pipeline.demo.quality.summary_statistics`: mean, std, hf_energy on [0, 1])."""
+    (`pipeline.demo.quality.summary_statistics`: the gate statistics on [0, 1])."""
 
     arch: str
     steps: int

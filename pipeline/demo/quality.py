@@ -2,7 +2,8 @@
 
 DEMO-SCIENCE.md measured that an undertrained DM makes washed-out faces that any detector separates
 by contrast alone. So every generator's samples are compared with real faces on the statistics a
-trivial classifier would use (mean, std, high-frequency energy, colourfulness), within a stated tolerance,
+trivial classifier would use (mean, std, high-frequency energy, colourfulness, colour cast), within a stated
+tolerance,
 and checked not to be copies of training faces (nearest-neighbour distances). Beside the gaps of the means,
 the report gives each statistic's AUC as a one-number real-vs-fake classifier: how far a detector could get
 on that statistic alone.
@@ -15,6 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 __all__ = [
+    "COLOUR_STATISTICS",
     "GATE_STATISTICS",
     "QualityReport",
     "image_statistics",
@@ -26,7 +28,8 @@ __all__ = [
 ]
 
 
-GATE_STATISTICS = ("mean", "std", "hf_energy", "colourfulness")
+GATE_STATISTICS = ("mean", "std", "hf_energy", "colourfulness", "cast_rg", "cast_yb")
+COLOUR_STATISTICS = ("colourfulness", "cast_rg", "cast_yb")
 # Real faces below this colourfulness are grey (the built-in LFW crops): colour is then not a statistic a
 # generator could match or miss in a meaningful relative sense, so it is reported but not gated.
 GREY_COLOURFULNESS = 0.02
@@ -37,7 +40,10 @@ def image_statistics(images: np.ndarray) -> dict[str, np.ndarray]:
 
     High-frequency energy = mean squared 4-neighbour Laplacian of the grey image. Colourfulness = Hasler &
     Suesstrunk (2003): ``sqrt(sd_rg^2 + sd_yb^2) + 0.3 sqrt(mu_rg^2 + mu_yb^2)`` with ``rg = R - G`` and
-    ``yb = (R + G) / 2 - B``; it catches colour casts that grey-level statistics miss.
+    ``yb = (R + G) / 2 - B``; it catches colour casts that grey-level statistics miss. ``cast_rg`` /
+    ``cast_yb`` = the image's mean ``rg`` / ``yb``: its overall hue. Skin is red-yellow (both ~0.15 on
+    UTKFace); a cyan or green face lowers them although its colourfulness may equal a real face's (the medium
+    run's ``iddpm``: colourfulness +8%, cast_rg -72%).
     """
     x = images.astype(np.float32) / 255.0
     grey = x.mean(axis=1)
@@ -58,6 +64,8 @@ def image_statistics(images: np.ndarray) -> dict[str, np.ndarray]:
         "std": x.reshape(len(x), -1).std(axis=1),
         "hf_energy": (lap**2).reshape(len(x), -1).mean(axis=1),
         "colourfulness": colourfulness,
+        "cast_rg": rg.mean(axis=1),
+        "cast_yb": yb.mean(axis=1),
     }
 
 
@@ -71,8 +79,17 @@ def single_statistic_auc(fake: np.ndarray, real: np.ndarray) -> float:
 
 
 def relative_gaps(fake: dict[str, float], real: dict[str, float]) -> dict[str, float]:
-    """``|fake[k] - real[k]| / real[k]`` per statistic: the gate's measure, also logged during training."""
-    return {k: abs(fake[k] - real[k]) / max(real[k], 1e-8) for k in fake}
+    """``|fake[k] - real[k]| / scale[k]`` per statistic: the gate's measure, also logged during training.
+
+    The scale is ``|real[k]|``, except for the `COLOUR_STATISTICS`: their scale is the reals' colourfulness
+    (at least `GREY_COLOURFULNESS`). A cast's mean hue can sit near 0 (grey or colour-balanced reals), and a
+    hue shift matters in proportion to how colourful the real faces are.
+    """
+    colour_scale = max(abs(real.get("colourfulness", 0.0)), GREY_COLOURFULNESS)
+    return {
+        k: abs(fake[k] - real[k]) / (colour_scale if k in COLOUR_STATISTICS else max(abs(real[k]), 1e-8))
+        for k in fake
+    }
 
 
 def summary_statistics(images: np.ndarray) -> dict[str, float]:
@@ -125,20 +142,18 @@ def quality_report(
 ) -> QualityReport:
     """Compare fakes with held-out reals; count near-copies of training faces.
 
-    ``relative_gap[k] = |mean_fake[k] - mean_real[k]| / mean_real[k]`` for each statistic; the
-    statistics pass when every gap in ``gated`` is within ``tolerance`` (all of them, except colourfulness
-    when the real faces are grey, `GREY_COLOURFULNESS`). ``auc[k]`` (`single_statistic_auc`) is reported,
-    not gated. A fake whose nearest training face is closer than ``copy_threshold`` RMS (on [0, 1]) counts
-    as a copy.
+    ``relative_gap[k]`` (`relative_gaps` of the means) for each statistic; the
+    statistics pass when every gap in ``gated`` is within ``tolerance`` (all of them, except the
+    `COLOUR_STATISTICS` when the real faces are grey, `GREY_COLOURFULNESS`). ``auc[k]``
+    (`single_statistic_auc`) is reported, not gated. A fake whose nearest training face is closer than
+    ``copy_threshold`` RMS (on [0, 1]) counts as a copy.
     """
     per_fake, per_real = image_statistics(fakes), image_statistics(real_test)
     fake = {k: float(v.mean()) for k, v in per_fake.items()}
     real = {k: float(v.mean()) for k, v in per_real.items()}
     gap = relative_gaps(fake, real)
-    grey = real["colourfulness"] < GREY_COLOURFULNESS
-    if grey:  # no relative gap to a colourless reference: measure against the grey threshold instead
-        gap["colourfulness"] = abs(fake["colourfulness"] - real["colourfulness"]) / GREY_COLOURFULNESS
-    gated = [k for k in GATE_STATISTICS if not (grey and k == "colourfulness")]
+    grey = real["colourfulness"] < GREY_COLOURFULNESS  # gaps then measured against the grey threshold
+    gated = [k for k in GATE_STATISTICS if not (grey and k in COLOUR_STATISTICS)]
     auc = {k: single_statistic_auc(per_fake[k], per_real[k]) for k in fake}
     nn_fake = nearest_neighbour_distances(fakes, real_train)
     nn_real = nearest_neighbour_distances(real_test, real_train)

@@ -95,8 +95,8 @@ def generator_table(rows: list[dict[str, Any]]) -> str:
     """Markdown: one line per generator, statistics as fake / real with the relative gap."""
     head = (
         "| generator | family / role | model | params | steps | min | s/step | sampler | mean | std | "
-        "hf energy | colourfulness | best one-statistic AUC | outside [-1,1] | copies | verdict |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "hf energy | colourfulness | cast red-green | cast yellow-blue | best one-statistic AUC | "
+        "outside [-1,1] | copies | verdict |\n" + "|---" * 18 + "|\n"
     )
     lines = []
     for r in rows:
