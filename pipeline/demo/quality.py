@@ -3,10 +3,9 @@
 DEMO-SCIENCE.md measured that an undertrained DM makes washed-out faces that any detector separates
 by contrast alone. So every generator's samples are compared with real faces on the statistics a
 trivial classifier would use (mean, std, high-frequency energy, colourfulness, colour cast), within a stated
-tolerance,
-and checked not to be copies of training faces (nearest-neighbour distances). Beside the gaps of the means,
-the report gives each statistic's AUC as a one-number real-vs-fake classifier: how far a detector could get
-on that statistic alone.
+tolerance, and checked not to be copies of training faces (nearest-neighbour distances). Beside the gaps of
+the means, the report gives each statistic's AUC as a one-number real-vs-fake classifier: how far a detector
+could get on that statistic alone.
 """
 
 from __future__ import annotations

@@ -72,7 +72,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SCHEDULER_OVERRIDES: dict[str, Any] = {
-    "clip_sample_range": 1.0,
     "thresholding": False,
     "set_alpha_to_one": True,
 }

@@ -19,8 +19,8 @@ __all__ = ["AUTOENCODER_PRESETS", "autoencoder_config", "build_autoencoder"]
 AUTOENCODER_PRESETS: dict[str, dict[str, Any]] = {
     # ~0.95M parameters; 4x downsampling (three encoder levels, two downsamples).
     "kl-f4-s": {"block_out_channels": (32, 64, 64), "layers_per_block": 1, "norm_num_groups": 16},
-    # ~0.5M parameters; 2x downsampling (two levels) to 16x16x4 latents at 32 px: the f4 model's decoded
-    # faces lost half the high-frequency energy of real faces, even with the patch-adversarial loss.
+    # ~0.66M parameters; 2x downsampling (two levels) to 16x16x4 latents at 32 px. Tried on the medium run
+    # (2026-12-03) against kl-f4-s: hf -51 vs -57% but std -22 vs -5% (README "Results"); not the default.
     "kl-f2-s": {"block_out_channels": (32, 64), "layers_per_block": 1, "norm_num_groups": 16},
     # For unit tests: a few ten thousand parameters.
     "kl-f4-tiny": {"block_out_channels": (8, 16, 16), "layers_per_block": 1, "norm_num_groups": 4},
