@@ -6,7 +6,7 @@ import numpy as np
 
 from pipeline.demo.quality import (
     COLOUR_STATISTICS,
-    GATE_STATISTICS,
+    REPORT_STATISTICS,
     image_statistics,
     nearest_neighbour_distances,
     quality_report,
@@ -82,6 +82,25 @@ def test_cast_statistics_catch_hue_shifts_colourfulness_misses() -> None:
     assert rep.auc["cast_yb"] == 1.0
 
 
+def test_hue_spread_catches_casts_that_average_out() -> None:
+    """Half the faces cyan-green, half pink: the mean hue is the reals', the spread around it is not."""
+    train, test = _faces(64, 0), _faces(64, 1)
+    skin = test.astype(np.int16)
+    skin[:, 0] += 30
+    skin[:, 2] -= 30
+    tinted = skin.copy()
+    tinted[:32, 0] -= 40  # red down: cyan-green
+    tinted[32:, 0] += 40  # red up: pink
+    skin, tinted = (np.clip(a, 0, 255).astype(np.uint8) for a in (skin, tinted))
+    rep = quality_report(tinted, train, skin)
+    assert rep.relative_gap["cast_rg"] < 0.1 and rep.relative_gap["cast_yb"] < 0.1
+    assert rep.relative_gap["cast_spread"] > 2 * rep.tolerance and "cast_spread" in rep.gated
+    assert not rep.stats_ok
+    assert rep.auc["cast_spread"] == 1.0 and rep.auc["cast_rg"] < 0.75
+    same = quality_report(skin[::-1].copy(), train, skin)
+    assert same.relative_gap["cast_spread"] < 1e-6  # the reals against themselves
+
+
 def test_single_statistic_auc_is_reported() -> None:
     train, test = _faces(64, 0), _faces(64, 1)
     same = quality_report(_faces(64, 2), train, test)
@@ -99,4 +118,4 @@ def test_grey_reals_do_not_gate_colour() -> None:
     rep = quality_report(np.clip(tinted, 0, 255).astype(np.uint8), train, test)
     assert not set(COLOUR_STATISTICS) & set(rep.gated) and rep.stats_ok
     assert rep.relative_gap["colourfulness"] < 10  # measured against the grey threshold, not a ~0 denominator
-    assert quality_report(_faces(64, 2), _faces(64, 0), _faces(64, 1)).gated == list(GATE_STATISTICS)
+    assert quality_report(_faces(64, 2), _faces(64, 0), _faces(64, 1)).gated == list(REPORT_STATISTICS)

@@ -61,6 +61,7 @@ def test_report_joins_training_and_quality(tmp_path: Path) -> None:
     assert "800 AE + 3,000" in md and "3.1%" in md and "statistics off" in md
     assert "0.80 (mean)" in md  # the best single-statistic AUC of dcgan (all tie: the first statistic)
     assert md.count("\n| ") == 3  # header + two generators
+    assert md.splitlines()[2].count("|") == 20 and "| n/a |" in md  # a quality.json without the hue spread
     assert Image.open(tmp_path / "out" / "generators.png").size[0] > 100
 
 

@@ -42,7 +42,7 @@ from diffusers.training_utils import compute_snr
 from tqdm.auto import tqdm
 
 from pipeline.demo.faces import jpeg_roundtrip
-from pipeline.demo.quality import relative_gaps, summary_statistics
+from pipeline.demo.statistics import relative_gaps, summary_statistics
 from pipeline.device import resolve_device, seed_everything
 from pipeline.errors import ConfigError, InputDataError, ModelLoadError, MultireconError
 from pipeline.imaging import from_model, to_model

@@ -25,7 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from pipeline.demo.faces import jpeg_roundtrip
-from pipeline.demo.quality import relative_gaps, summary_statistics
+from pipeline.demo.statistics import relative_gaps, summary_statistics
 from pipeline.device import Precision, autocast, parse_precision, seed_everything
 from pipeline.errors import ConfigError, InputDataError, ModelLoadError, MultireconError
 from pipeline.imaging import from_model, to_model
@@ -157,7 +157,7 @@ class GanTrainConfig:
 @dataclass(frozen=True, kw_only=True)
 class GanTrainReport:
     """What a training run did: sizes, speed, final losses, and pixel statistics of samples vs reals
-    (`pipeline.demo.quality.summary_statistics`: the gate statistics on [0, 1])."""
+    (`pipeline.demo.statistics.summary_statistics`: the gate statistics on [0, 1])."""
 
     arch: str
     steps: int

@@ -2,10 +2,11 @@
 
 DEMO-SCIENCE.md measured that an undertrained DM makes washed-out faces that any detector separates
 by contrast alone. So every generator's samples are compared with real faces on the statistics a
-trivial classifier would use (mean, std, high-frequency energy, colourfulness, colour cast), within a stated
-tolerance, and checked not to be copies of training faces (nearest-neighbour distances). Beside the gaps of
-the means, the report gives each statistic's AUC as a one-number real-vs-fake classifier: how far a detector
-could get on that statistic alone.
+trivial classifier would use (`pipeline.demo.statistics`: mean, std, high-frequency energy, colourfulness,
+colour cast) plus the spread of the fakes' hues around the real faces' hue, within a stated tolerance, and
+checked not to be copies of training faces (nearest-neighbour distances). Beside the gaps of the means, the
+report gives each statistic's AUC as a one-number real-vs-fake classifier: how far a detector could get on
+that statistic alone.
 """
 
 from __future__ import annotations
@@ -14,10 +15,22 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from pipeline.demo.statistics import (
+    COLOUR_STATISTICS,
+    GATE_STATISTICS,
+    GREY_COLOURFULNESS,
+    image_statistics,
+    relative_gaps,
+    summary_statistics,
+)
+
 __all__ = [
+    "CAST_SPREAD",
     "COLOUR_STATISTICS",
     "GATE_STATISTICS",
+    "REPORT_STATISTICS",
     "QualityReport",
+    "cast_spread",
     "image_statistics",
     "nearest_neighbour_distances",
     "quality_report",
@@ -26,46 +39,20 @@ __all__ = [
     "summary_statistics",
 ]
 
+CAST_SPREAD = "cast_spread"
+# The gate's statistics: the per-image ones plus the hue spread, which needs the real faces as its reference
+# (so training logs do not carry it).
+REPORT_STATISTICS = (*GATE_STATISTICS, CAST_SPREAD)
+_COLOUR_KEYS = (*COLOUR_STATISTICS, CAST_SPREAD)
 
-GATE_STATISTICS = ("mean", "std", "hf_energy", "colourfulness", "cast_rg", "cast_yb")
-COLOUR_STATISTICS = ("colourfulness", "cast_rg", "cast_yb")
-# Real faces below this colourfulness are grey (the built-in LFW crops): colour is then not a statistic a
-# generator could match or miss in a meaningful relative sense, so it is reported but not gated.
-GREY_COLOURFULNESS = 0.02
 
+def cast_spread(stats: dict[str, np.ndarray], hue_rg: float, hue_yb: float) -> np.ndarray:
+    """Each image's distance from a reference hue: ``sqrt((cast_rg - hue_rg)^2 + (cast_yb - hue_yb)^2)``.
 
-def image_statistics(images: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-image `GATE_STATISTICS` of uint8 ``(N, 3, H, W)`` on a [0, 1] scale.
-
-    High-frequency energy = mean squared 4-neighbour Laplacian of the grey image. Colourfulness = Hasler &
-    Suesstrunk (2003): ``sqrt(sd_rg^2 + sd_yb^2) + 0.3 sqrt(mu_rg^2 + mu_yb^2)`` with ``rg = R - G`` and
-    ``yb = (R + G) / 2 - B``; it catches colour casts that grey-level statistics miss. ``cast_rg`` /
-    ``cast_yb`` = the image's mean ``rg`` / ``yb``: its overall hue. Skin is red-yellow (both ~0.15 on
-    UTKFace); a cyan or green face lowers them although its colourfulness may equal a real face's (the medium
-    run's ``iddpm``: colourfulness +8%, cast_rg -72%).
+    The cast statistics compare dataset means, so cyan faces and pink faces whose average is skin-coloured
+    pass them; their distance from the real faces' mean hue does not average out.
     """
-    x = images.astype(np.float32) / 255.0
-    grey = x.mean(axis=1)
-    lap = (
-        4 * grey[:, 1:-1, 1:-1]
-        - grey[:, :-2, 1:-1]
-        - grey[:, 2:, 1:-1]
-        - grey[:, 1:-1, :-2]
-        - grey[:, 1:-1, 2:]
-    )
-    rg = (x[:, 0] - x[:, 1]).reshape(len(x), -1)
-    yb = (0.5 * (x[:, 0] + x[:, 1]) - x[:, 2]).reshape(len(x), -1)
-    colourfulness = np.sqrt(rg.std(axis=1) ** 2 + yb.std(axis=1) ** 2) + 0.3 * np.sqrt(
-        rg.mean(axis=1) ** 2 + yb.mean(axis=1) ** 2
-    )
-    return {
-        "mean": x.reshape(len(x), -1).mean(axis=1),
-        "std": x.reshape(len(x), -1).std(axis=1),
-        "hf_energy": (lap**2).reshape(len(x), -1).mean(axis=1),
-        "colourfulness": colourfulness,
-        "cast_rg": rg.mean(axis=1),
-        "cast_yb": yb.mean(axis=1),
-    }
+    return np.sqrt((stats["cast_rg"] - hue_rg) ** 2 + (stats["cast_yb"] - hue_yb) ** 2)
 
 
 def single_statistic_auc(fake: np.ndarray, real: np.ndarray) -> float:
@@ -75,25 +62,6 @@ def single_statistic_auc(fake: np.ndarray, real: np.ndarray) -> float:
 
     auc = roc_auc_score(np.r_[np.ones(len(fake)), np.zeros(len(real))], np.r_[fake, real])
     return float(max(auc, 1.0 - auc))
-
-
-def relative_gaps(fake: dict[str, float], real: dict[str, float]) -> dict[str, float]:
-    """``|fake[k] - real[k]| / scale[k]`` per statistic: the gate's measure, also logged during training.
-
-    The scale is ``|real[k]|``, except for the `COLOUR_STATISTICS`: their scale is the reals' colourfulness
-    (at least `GREY_COLOURFULNESS`). A cast's mean hue can sit near 0 (grey or colour-balanced reals), and a
-    hue shift matters in proportion to how colourful the real faces are.
-    """
-    colour_scale = max(abs(real.get("colourfulness", 0.0)), GREY_COLOURFULNESS)
-    return {
-        k: abs(fake[k] - real[k]) / (colour_scale if k in COLOUR_STATISTICS else max(abs(real[k]), 1e-8))
-        for k in fake
-    }
-
-
-def summary_statistics(images: np.ndarray) -> dict[str, float]:
-    """Means over images of `image_statistics`: the numbers training reports and `quality_report` compare."""
-    return {k: float(v.mean()) for k, v in image_statistics(images).items()}
 
 
 def nearest_neighbour_distances(queries: np.ndarray, references: np.ndarray, batch: int = 256) -> np.ndarray:
@@ -141,18 +109,22 @@ def quality_report(
 ) -> QualityReport:
     """Compare fakes with held-out reals; count near-copies of training faces.
 
-    ``relative_gap[k]`` (`relative_gaps` of the means) for each statistic; the
-    statistics pass when every gap in ``gated`` is within ``tolerance`` (all of them, except the
-    `COLOUR_STATISTICS` when the real faces are grey, `GREY_COLOURFULNESS`). ``auc[k]``
+    ``relative_gap[k]`` (`relative_gaps` of the means) for each of the `REPORT_STATISTICS` (`cast_spread`
+    measured from the real test faces' mean hue, for fakes and reals alike); the statistics pass when every
+    gap in ``gated`` is within ``tolerance`` (all of them, except the colour statistics when the real faces
+    are grey, `GREY_COLOURFULNESS`). ``auc[k]``
     (`single_statistic_auc`) is reported, not gated. A fake whose nearest training face is closer than
     ``copy_threshold`` RMS (on [0, 1]) counts as a copy.
     """
     per_fake, per_real = image_statistics(fakes), image_statistics(real_test)
+    hue = float(per_real["cast_rg"].mean()), float(per_real["cast_yb"].mean())
+    for per in (per_fake, per_real):
+        per[CAST_SPREAD] = cast_spread(per, *hue)
     fake = {k: float(v.mean()) for k, v in per_fake.items()}
     real = {k: float(v.mean()) for k, v in per_real.items()}
-    gap = relative_gaps(fake, real)
+    gap = relative_gaps(fake, real, colour=_COLOUR_KEYS)
     grey = real["colourfulness"] < GREY_COLOURFULNESS  # gaps then measured against the grey threshold
-    gated = [k for k in GATE_STATISTICS if not (grey and k in COLOUR_STATISTICS)]
+    gated = [k for k in REPORT_STATISTICS if not (grey and k in _COLOUR_KEYS)]
     auc = {k: single_statistic_auc(per_fake[k], per_real[k]) for k in fake}
     nn_fake = nearest_neighbour_distances(fakes, real_train)
     nn_real = nearest_neighbour_distances(real_test, real_train)

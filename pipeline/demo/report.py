@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from pipeline.demo.quality import GATE_STATISTICS
+from pipeline.demo.quality import REPORT_STATISTICS
 from pipeline.errors import InputDataError
 
 __all__ = ["generator_row", "generator_table", "save_generator_figure", "write_generator_report"]
 
-_STATS = GATE_STATISTICS
+_STATS = REPORT_STATISTICS
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -73,10 +73,11 @@ def generator_row(model_dir: Path, fakes_dir: Path) -> dict[str, Any]:
         "family": q["family"],
         "role": q["role"],
         **_training(model_dir),
-        "fake": {k: float(q["fake"][k]) for k in _STATS},
-        "real": {k: float(q["real"][k]) for k in _STATS},
-        "relative_gap": {k: float(q["relative_gap"][k]) for k in _STATS},
-        "auc": {k: float(q["auc"][k]) for k in _STATS},
+        # a quality.json written before a statistic existed lacks it: the table shows "n/a" there
+        "fake": {k: float(q["fake"][k]) for k in _STATS if k in q["fake"]},
+        "real": {k: float(q["real"][k]) for k in _STATS if k in q["fake"]},
+        "relative_gap": {k: float(q["relative_gap"][k]) for k in _STATS if k in q["fake"]},
+        "auc": {k: float(q["auc"][k]) for k in _STATS if k in q["fake"]},
         "gated": list(q.get("gated", _STATS)),
         "tolerance": float(q["tolerance"]),
         "stats_ok": bool(q["stats_ok"]),
@@ -95,8 +96,8 @@ def generator_table(rows: list[dict[str, Any]]) -> str:
     """Markdown: one line per generator, statistics as fake / real with the relative gap."""
     head = (
         "| generator | family / role | model | params | steps | min | s/step | sampler | mean | std | "
-        "hf energy | colourfulness | cast red-green | cast yellow-blue | best one-statistic AUC | "
-        "outside [-1,1] | copies | verdict |\n" + "|---" * 18 + "|\n"
+        "hf energy | colourfulness | cast red-green | cast yellow-blue | hue spread | "
+        "best one-statistic AUC | outside [-1,1] | copies | verdict |\n" + "|---" * 19 + "|\n"
     )
     lines = []
     for r in rows:
@@ -104,12 +105,14 @@ def generator_table(rows: list[dict[str, Any]]) -> str:
         stats = [
             f"{r['fake'][k]:.4g} / {r['real'][k]:.4g} ({100 * r['relative_gap'][k]:.0f}%"
             + (")" if k in gated else ", not gated: grey reals)")
+            if k in r["fake"]
+            else "n/a"
             for k in _STATS
         ]
         steps = f"{r['ae_steps']:,} AE + {r['steps']:,}" if r["ae_steps"] else f"{r['steps']:,}"
         outside = "-" if r["preclamp_outside"] is None else f"{100 * r['preclamp_outside']:.1f}%"
         verdict = "ok" if r["ok"] else ("statistics off" if not r["stats_ok"] else "copies")
-        worst = max(_STATS, key=lambda k: r["auc"][k])
+        worst = max(r["auc"], key=lambda k: r["auc"][k])
         lines.append(
             f"| {r['generator']} | {r['family']} / {r['role']} | {r['arch']} | {r['params'] / 1e6:.2f}M | "
             f"{steps} | {_minutes(r['train_seconds'])} | {r['s_per_step']:.3f} | {r['sampler']} | "
@@ -122,7 +125,9 @@ def generator_table(rows: list[dict[str, Any]]) -> str:
         f"held-out real faces; a generator passes when every gated gap is within {100 * tol:.0f}% and none "
         "of its fakes is a near-copy of a training face. `best one-statistic AUC`: max(AUC, 1 - AUC) of the "
         "single statistic that best separates this generator's fakes from real faces (0.5 = none does; "
-        "reported, not gated). `outside [-1,1]`: share of pre-clamp sampler output outside the image range "
+        "reported, not gated). `hue spread`: mean distance of each image's (red-green, yellow-blue) hue "
+        "from the real faces' mean hue (casts in opposite directions average out of the cast columns, not "
+        "out of this one). `outside [-1,1]`: share of pre-clamp sampler output outside the image range "
         "(diffusion models).\n"
     )
     return head + "\n".join(lines) + "\n" + note
