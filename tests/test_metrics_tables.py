@@ -67,6 +67,8 @@ def test_tables_and_claim_that_holds(tmp_path: Path) -> None:
     assert "ddim: own family `dm` lowest in raw MSE: **holds**" in claims
     assert "WARNING" not in claims
     assert "| multirecon | multirecon | resnet" not in paths["table1_md"].read_text()  # no arch given: '-'
+    again = write_summary(tmp_path / "eval", tmp_path / "reports2")
+    assert all(again[k].read_bytes() == p.read_bytes() for k, p in paths.items())  # no wall-clock stamp
 
 
 def test_claim_that_fails_and_confounded_control(tmp_path: Path) -> None:

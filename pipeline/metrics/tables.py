@@ -18,7 +18,6 @@ import csv
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -355,9 +354,9 @@ def write_summary(
         if not Path(p).is_file():
             raise InputDataError(f"recon report {str(p)!r} does not exist.")
         extra[str(p)] = json.loads(Path(p).read_text())
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    # No wall-clock stamp: identical evaluations give byte-identical reports (DVC hashes, colleagues' diffs).
     note = (
-        f"Generated {stamp} from {len(ms)} evaluations in `{eval_dir}`. Percent; `*` = generator unseen in"
+        f"Generated from {len(ms)} evaluations in `{eval_dir}`. Percent; `*` = generator unseen in"
         " training; Avg ACC includes Real, Avg AP averages the generator subsets (as Table I).\n\n"
     )
     h1, r1 = table1_rows(ms)
