@@ -85,3 +85,37 @@ def test_missing_quality_names_file(tmp_path: Path) -> None:
         write_generator_report([tmp_path / "m"], [tmp_path / "f"], None, tmp_path / "out")
     with pytest.raises(InputDataError, match="same order"):
         write_generator_report([tmp_path / "m"], [], None, tmp_path / "out")
+
+
+def _image_folder(root: Path, images: np.ndarray, split: str) -> None:
+    """A labels.csv + JPEG folder as the faces and sample stages write it."""
+    (root / split).mkdir(parents=True, exist_ok=True)
+    lines = ["path,split"]
+    for i, img in enumerate(images):
+        Image.fromarray(img.transpose(1, 2, 0)).save(root / split / f"{i:03d}.jpg", quality=95)
+        lines.append(f"{split}/{i:03d}.jpg,{split}")
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_report_plots_spectrum_ratios(tmp_path: Path) -> None:
+    """With the real faces given, each generator gets its fake/real spectrum; a blurred one falls off."""
+    from PIL import ImageFilter
+
+    rng = np.random.default_rng(0)
+    reals = np.clip(rng.normal(128, 40, (24, 3, 16, 16)), 0, 255).astype(np.uint8)
+    blurred = np.stack(
+        [np.asarray(Image.fromarray(x.transpose(1, 2, 0)).filter(ImageFilter.GaussianBlur(1))) for x in reals]
+    ).transpose(0, 3, 1, 2)
+    _image_folder(tmp_path / "faces", reals, "test")
+    sharp = _write(tmp_path, "sharp", ("report.json", GAN), _quality("sharp", "gan", 0.0))
+    soft = _write(tmp_path, "soft", ("report.json", GAN), _quality("soft", "gan", 0.0))
+    _image_folder(sharp[1], reals[::-1], "test")
+    _image_folder(soft[1], blurred, "test")
+    summary = write_generator_report(
+        [sharp[0], soft[0]], [sharp[1], soft[1]], tmp_path / "faces", tmp_path / "o"
+    )
+    by = summary["generators"]
+    assert len(summary["spectrum_freq"]) == len(by["soft"]["spectrum_ratio"]) == 11  # radius 1 .. 8 sqrt(2)
+    assert by["sharp"]["spectrum_ratio"] == pytest.approx([1.0] * 11, rel=0.05)  # the same images
+    assert by["soft"]["spectrum_ratio"][-1] < 0.2 * by["soft"]["spectrum_ratio"][0]
+    assert Image.open(tmp_path / "o" / "generators_spectrum.png").size[0] > 100

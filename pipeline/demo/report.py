@@ -5,7 +5,8 @@ detector table of the demo must be read next to this one: per generator, its tra
 parameters), its fakes' pixel statistics against held-out real faces after the same JPEG codec (the
 `pipeline.demo.quality` gate, with its tolerance), the near-copy check and, for diffusion models, how much of
 the sampler's output fell outside [-1, 1] before clamping. The figure puts real faces beside every
-generator's JPEG'd fakes.
+generator's JPEG'd fakes; a second one plots each generator's fake/real power-spectrum ratio
+(`pipeline.demo.spectrum`): at what scale a too-smooth or too-grainy generator departs from the reals.
 """
 
 from __future__ import annotations
@@ -18,9 +19,16 @@ import numpy as np
 from PIL import Image
 
 from pipeline.demo.quality import REPORT_STATISTICS
+from pipeline.demo.spectrum import spectrum_ratio
 from pipeline.errors import InputDataError
 
-__all__ = ["generator_row", "generator_table", "save_generator_figure", "write_generator_report"]
+__all__ = [
+    "generator_row",
+    "generator_table",
+    "save_generator_figure",
+    "save_spectrum_figure",
+    "write_generator_report",
+]
 
 _STATS = REPORT_STATISTICS
 
@@ -163,10 +171,36 @@ def save_generator_figure(panels: list[tuple[str, Path]], real_grid: np.ndarray 
     return out
 
 
+def save_spectrum_figure(freq: np.ndarray, ratios: dict[str, np.ndarray], out: Path) -> Path:
+    """Fake/real radial power ratio per generator against frequency (log scale; 1 = the reals' power)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for name, ratio in ratios.items():
+        ax.plot(freq, ratio, marker="o", markersize=3, label=name)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.axvline(0.5, color="grey", linestyle=":", linewidth=0.8)  # beyond: diagonal frequencies only
+    ax.set_yscale("log")
+    ax.set_xlabel("spatial frequency (cycles / pixel; 0.5 = Nyquist)")
+    ax.set_ylabel("power of fakes / power of real test faces")
+    ax.set_title("Radially averaged power spectrum, fake / real (grey, after JPEG)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
 def write_generator_report(
     model_dirs: list[Path], fakes_dirs: list[Path], faces_dir: Path | None, out_dir: Path
 ) -> dict[str, Any]:
-    """Write ``generators.json`` (metrics), ``generators.md`` and ``generators.png`` into ``out_dir``.
+    """Write ``generators.json`` (metrics), ``generators.md`` and ``generators.png`` into ``out_dir``; with
+    ``faces_dir``, also ``generators_spectrum.png`` and each row's ``spectrum_ratio`` (fake/real power per
+    frequency in ``spectrum_freq``).
 
     Returns:
         `dict`: the ``generators.json`` content (per-generator rows, ``all_ok``, ``failing``).
@@ -178,19 +212,26 @@ def write_generator_report(
         )
     rows = [generator_row(m, f) for m, f in zip(model_dirs, fakes_dirs, strict=True)]
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = {
-        "generators": {r["generator"]: r for r in rows},
-        "all_ok": all(r["ok"] for r in rows),
-        "failing": [r["generator"] for r in rows if not r["ok"]],
-    }
-    (out_dir / "generators.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
-    (out_dir / "generators.md").write_text("# Demo generators\n\n" + generator_table(rows))
-    real_grid = None
+    real_grid, freq = None, None
     if faces_dir is not None:
         from pipeline.demo.faces import load_faces
         from pipeline.plots import image_grid
 
-        real_grid = image_grid(load_faces(faces_dir, "test")[:64], 8, 1)
+        reals = load_faces(faces_dir, "test")
+        real_grid = image_grid(reals[:64], 8, 1)
+        for r, f in zip(rows, fakes_dirs, strict=True):
+            freq, ratio = spectrum_ratio(load_faces(f, None), reals)
+            r["spectrum_ratio"] = [round(float(v), 4) for v in ratio]
+        ratios = {r["generator"]: np.array(r["spectrum_ratio"]) for r in rows}
+        save_spectrum_figure(freq, ratios, out_dir / "generators_spectrum.png")
+    summary = {
+        "generators": {r["generator"]: r for r in rows},
+        "all_ok": all(r["ok"] for r in rows),
+        "failing": [r["generator"] for r in rows if not r["ok"]],
+        **({"spectrum_freq": [float(v) for v in freq]} if freq is not None else {}),
+    }
+    (out_dir / "generators.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    (out_dir / "generators.md").write_text("# Demo generators\n\n" + generator_table(rows))
     panels = [
         (f"{r['generator']} ({r['family']})", f / "samples.png")
         for r, f in zip(rows, fakes_dirs, strict=True)
