@@ -20,6 +20,11 @@ def main(
     faces: Path = typer.Option(..., help="Demo faces folder (output of the `faces` stage)."),
     out: Path = typer.Option(..., help="Output model folder (checkpoint, samples.png, generator.json)."),
     live: Path = typer.Option(None, help="dvclive folder for training curves (optional)."),
+    work: Path = typer.Option(
+        None,
+        help="Folder for the resumable training state (default data/_work/train/<name>): an interrupted run "
+        "continues from it, and raising `steps` trains only the extra steps. Diffusion models only.",
+    ),
 ) -> None:
     """Train demo.generators.<name> with its `train` options; seed = base.seed + a per-name offset."""
     params, device = setup()
@@ -35,6 +40,7 @@ def main(
         seed=seed,
         device=device,
         live_dir=live,
+        work_dir=work if work is not None else Path("data/_work/train") / name,
     )
 
 

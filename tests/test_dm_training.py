@@ -182,3 +182,56 @@ def test_autoencoder_downsampling_follows_its_levels(preset: str, side: int) -> 
     assert z.shape == (1, 4, side, side)
     with pytest.raises(ConfigError, match="divisible by 4 for autoencoder 'kl-f4-tiny'"):
         build_autoencoder("kl-f4-tiny", 30)
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(next((folder / "unet").glob("*.safetensors"))))
+
+
+@pytest.mark.parametrize("kind", ["ddpm", "ldm"])
+def test_resumed_training_equals_an_uninterrupted_run(tmp_path: Path, kind: str) -> None:
+    """A run stopped at step 6 (its state saved in work_dir) and resumed to 10 steps gives bit-identical
+    weights, history and curves to a 10-step run; for the LDM the saved autoencoder is reused."""
+    extra = (
+        {"kind": "ldm", "unet": "ldm-tiny", "autoencoder": "kl-f4-tiny", "ae_steps": 6}
+        if kind == "ldm"
+        else {}
+    )
+    cfg = lambda steps: small(steps=steps, stats_every=3, stats_samples=4, log_every=1, **extra)  # noqa: E731
+    whole = train_dm(cfg(10), faces(16), tmp_path / "whole", seed=0, device="cpu")
+    work = tmp_path / "work"
+    first = train_dm(
+        cfg(6), faces(16), tmp_path / "a", seed=0, device="cpu", work_dir=work, live_dir=tmp_path / "l1"
+    )
+    assert first["resumed_from_step"] == 0 and (work / "state.pt").is_file()
+    rest = train_dm(
+        cfg(10), faces(16), tmp_path / "b", seed=0, device="cpu", work_dir=work, live_dir=tmp_path / "l2"
+    )
+    assert rest["resumed_from_step"] == 6
+    wa, wb = _weights(tmp_path / "whole"), _weights(tmp_path / "b")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert rest["stats_history"] == whole["stats_history"] and [r["step"] for r in rest["stats_history"]] == [
+        3,
+        6,
+        9,
+    ]
+    assert rest["final_loss_avg100"] == whole["final_loss_avg100"]
+    loss_steps = (tmp_path / "l2" / "plots" / "metrics" / "loss.tsv").read_text().split("\n")[1:]
+    assert [int(r.split("\t")[0]) for r in loss_steps if r][-10:] == list(
+        range(10)
+    )  # restored, then continued
+
+
+def test_training_state_of_another_recipe_is_not_resumed(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    train_dm(small(steps=6), faces(16), tmp_path / "a", seed=0, device="cpu", work_dir=work)
+    other_lr = train_dm(
+        small(steps=8, lr=1e-3), faces(16), tmp_path / "b", seed=0, device="cpu", work_dir=work
+    )
+    assert other_lr["resumed_from_step"] == 0  # and its state replaced the first one
+    fewer = train_dm(small(steps=4, lr=1e-3), faces(16), tmp_path / "c", seed=0, device="cpu", work_dir=work)
+    assert fewer["resumed_from_step"] == 0  # the state ran past the steps asked for
+    other_data = train_dm(
+        small(steps=6, lr=1e-3), faces(12), tmp_path / "d", seed=0, device="cpu", work_dir=work
+    )
+    assert other_data["resumed_from_step"] == 0

@@ -95,3 +95,16 @@ def test_recon_steps_reruns_only_ddim_and_dependents(project: Path) -> None:
     assert not any(s.startswith(upstream) for s in ran), ran
     assert not any("cnnspot" in s or "control" in s for s in ran), ran
     assert any("multirecon" in s for s in ran), ran
+
+
+def test_more_generator_steps_resume_the_saved_training_state(project: Path) -> None:
+    """Raising a DM's `steps` re-runs its stage through DVC, which resumes from data/_work/train/<g>
+    instead of step 0 (the same path an interrupted stage takes)."""
+    report = project / "data" / "models" / "adm" / "train_report.json"
+    steps = json.loads(report.read_text())["config"]["steps"]
+    assert (project / "data" / "_work" / "train" / "adm" / "state.pt").is_file()
+    more = f"demo.generators.adm.train.steps={steps + 4}"
+    out = _ok(["dvc", "exp", "run", "-s", "train_generator@adm", "-S", more], project)
+    assert _stages_ran(out) == {"train_generator@adm"}, out
+    after = json.loads(report.read_text())
+    assert after["config"]["steps"] == steps + 4 and after["resumed_from_step"] == steps

@@ -42,6 +42,7 @@ from diffusers.training_utils import compute_snr
 from tqdm.auto import tqdm
 
 from pipeline.demo.faces import jpeg_roundtrip
+from pipeline.demo.resume import TrainingCheckpoint, recipe_key
 from pipeline.demo.statistics import relative_gaps, summary_statistics
 from pipeline.device import resolve_device, seed_everything
 from pipeline.errors import ConfigError, InputDataError, ModelLoadError, MultireconError
@@ -245,6 +246,16 @@ def _load_sampler(folder: Path) -> SchedulerMixin:
 
 
 # -- training ----------------------------------------------------------------------------------------
+def _training_code() -> list[Any]:
+    """Modules whose source shapes a run: a saved training state is resumed only under the same code."""
+    import sys
+
+    from pipeline.demo import statistics
+    from pipeline.models import autoencoder, patch_discriminator, unet
+
+    return [sys.modules[__name__], statistics, autoencoder, patch_discriminator, unet]
+
+
 class _Ema:
     """Exponential moving average of a module's parameters, with warm-up ``min(decay, (1+n)/(10+n))``."""
 
@@ -282,12 +293,12 @@ def _warmup_lambda(warmup: int) -> Any:
 class _Live:
     """dvclive when a folder is given, nothing otherwise (tests and quick runs)."""
 
-    def __init__(self, live_dir: str | Path | None) -> None:
+    def __init__(self, live_dir: str | Path | None, *, resume: bool = False) -> None:
         self.live = None
         if live_dir is not None:
             from dvclive import Live
 
-            self.live = Live(str(live_dir), save_dvc_exp=False, dvcyaml=None)
+            self.live = Live(str(live_dir), save_dvc_exp=False, dvcyaml=None, resume=resume)
 
     def log(self, step: int, **metrics: float) -> None:
         if self.live is None:
@@ -302,12 +313,27 @@ class _Live:
             self.live.end()
 
 
-def _batches(n: int, batch_size: int, gen: torch.Generator) -> Any:
-    """Endless random index batches (reshuffled each epoch)."""
-    while True:
-        perm = torch.randperm(n, generator=gen)
-        for s in range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size):
-            yield perm[s : s + batch_size]
+class _Batches:
+    """Endless random index batches, reshuffled each epoch; its position is part of a resumable state."""
+
+    def __init__(self, n: int, batch_size: int, gen: torch.Generator) -> None:
+        self.n, self.batch_size, self.gen = n, batch_size, gen
+        self.starts = list(range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size))
+        self.perm: torch.Tensor | None = None
+        self.pos = 0
+
+    def __next__(self) -> torch.Tensor:
+        if self.perm is None or self.pos == len(self.starts):
+            self.perm, self.pos = torch.randperm(self.n, generator=self.gen), 0
+        s = self.starts[self.pos]
+        self.pos += 1
+        return self.perm[s : s + self.batch_size]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"perm": self.perm, "pos": self.pos}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.perm, self.pos = state["perm"], int(state["pos"])
 
 
 def _flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -337,7 +363,7 @@ def _train_autoencoder(
     # LDM's discriminator optimiser: Adam, the autoencoder's learning rate, betas (0.5, 0.9).
     opt_d = torch.optim.Adam(disc.parameters(), lr=config.ae_lr, betas=(0.5, 0.9)) if disc else None
     last_layer = vae.decoder.conv_out.weight
-    it = _batches(len(data), config.ae_batch_size, gen)
+    it = _Batches(len(data), config.ae_batch_size, gen)
     bar = tqdm(range(config.ae_steps), desc="autoencoder", unit="step", mininterval=2.0)
     t0 = time.perf_counter()
     recent: list[float] = []
@@ -431,11 +457,16 @@ def train_dm(
     seed: int,
     device: str = "auto",
     live_dir: str | Path | None = None,
+    work_dir: str | Path | None = None,
+    checkpoint_seconds: float = 300.0,
 ) -> dict[str, Any]:
     """Train a diffusion model on uint8 `(N, 3, H, W)` faces and save it as a diffusers folder.
 
     Writes ``<out>/unet/``, ``<out>/scheduler/`` (the sampler), ``<out>/vae/`` (ldm only),
     ``<out>/samples.png`` (8x8 grid, `sample_dm` with ``seed``) and ``<out>/train_report.json``.
+    With ``work_dir``, the training state is saved there every ``checkpoint_seconds`` and after the last
+    step, and a run of the same recipe resumes from it (`pipeline.demo.resume`): an interrupted stage
+    continues, a finished one asked for more ``steps`` trains only the extra steps.
 
     Returns:
         `dict`: the report (config, parameter counts, loss, seconds per step, sample vs real statistics).
@@ -454,17 +485,29 @@ def train_dm(
     dev = resolve_device(device)
     gen = seed_everything(seed)
     data = to_model(arr)
-    live = _Live(live_dir)
+    key = recipe_key(asdict(config), seed=seed, images=arr, code=_training_code())
+    ckpt = TrainingCheckpoint(work_dir, key, every_seconds=checkpoint_seconds)
+    state = ckpt.load(max_step=config.steps)
+    if state is not None:
+        ckpt.restore_live(live_dir)
+    live = _Live(live_dir, resume=state is not None)
     report: dict[str, Any] = {
         "config": asdict(config),
         "seed": seed,
         "n_images": len(arr),
         "device": str(dev),
+        "resumed_from_step": int(state["step"]) if state is not None else 0,
     }
 
     vae: AutoencoderKL | None = None
     if config.kind == "ldm":
-        vae, ae_info = _train_autoencoder(config, data, dev, gen, live)
+        if state is not None:  # the autoencoder phase finished before the state was saved
+            vae = build_autoencoder(config.autoencoder, config.resolution).to(dev)
+            vae.load_state_dict(state["vae"])
+            vae.eval().requires_grad_(False)
+            ae_info = state["ae_info"]
+        else:
+            vae, ae_info = _train_autoencoder(config, data, dev, gen, live)
         mean, std = _encode_all(vae, data, dev)
         fmean, fstd = _encode_all(vae, data.flip(-1), dev) if config.hflip else (mean, std)
         scaling = float(1.0 / torch.cat([mean, fmean]).std())
@@ -479,11 +522,46 @@ def train_dm(
     noise_sched = DDPMScheduler(**_betas(config))
     opt = torch.optim.AdamW(unet.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, _warmup_lambda(config.warmup))
-    it = _batches(len(data), config.batch_size, gen)
+    it = _Batches(len(data), config.batch_size, gen)
     x0_probe = (mean[:64] * scaling) if vae is not None else data[:64]
-    bar = tqdm(range(config.steps), desc=f"train {config.kind}/{config.unet}", unit="step", mininterval=2.0)
     recent: list[float] = []
     stats_history: list[dict[str, float]] = []
+    start, earlier_seconds = 0, 0.0
+    if state is not None:
+        unet.load_state_dict(state["unet"])
+        ema.module.load_state_dict(state["ema"])
+        ema.updates = int(state["ema_updates"])
+        opt.load_state_dict(state["opt"])
+        lr_sched.load_state_dict(state["lr_sched"])
+        it.load_state_dict(state["batches"])
+        gen.set_state(state["gen"])
+        recent, stats_history = list(state["recent"]), list(state["stats_history"])
+        start, earlier_seconds = int(state["step"]), float(state["seconds"])
+
+    def training_state(done: int) -> dict[str, Any]:
+        return {
+            "step": done,
+            "unet": unet.state_dict(),
+            "ema": ema.module.state_dict(),
+            "ema_updates": ema.updates,
+            "opt": opt.state_dict(),
+            "lr_sched": lr_sched.state_dict(),
+            "batches": it.state_dict(),
+            "gen": gen.get_state(),
+            "recent": recent,
+            "stats_history": stats_history,
+            "seconds": earlier_seconds + time.perf_counter() - t0,
+            **({"vae": vae.state_dict(), "ae_info": ae_info} if vae is not None else {}),
+        }
+
+    bar = tqdm(
+        range(start, config.steps),
+        initial=start,
+        total=config.steps,
+        desc=f"train {config.kind}/{config.unet}",
+        unit="step",
+        mininterval=2.0,
+    )
     real_stats = summary_statistics(arr[:2048])
     t0 = time.perf_counter()
     for step in bar:
@@ -522,10 +600,12 @@ def train_dm(
             )
             logger.info("sample statistics <step=%d> %s <real=%s>", step + 1, stats, real_stats)
         if step % config.log_every == 0 or step == config.steps - 1:
-            ips = (step + 1) * config.batch_size / (time.perf_counter() - t0)
+            ips = (step + 1 - start) * config.batch_size / (time.perf_counter() - t0)
             bar.set_postfix(loss=f"{np.mean(recent):.4f}", img_s=f"{ips:.0f}")
             live.log(step, loss=loss.item(), loss_avg100=float(np.mean(recent)), lr=lr_sched.get_last_lr()[0])
-    seconds = time.perf_counter() - t0
+        if ckpt.due() or step == config.steps - 1:
+            ckpt.save(training_state(step + 1), live_dir)
+    seconds = earlier_seconds + time.perf_counter() - t0
     live.end()
 
     report["eps_mse_by_t"] = _eps_error_by_t(ema.module, noise_sched, x0_probe.to(dev), gen)
@@ -536,7 +616,7 @@ def train_dm(
     report.update(
         unet_params=count_params(unet),
         train_seconds=round(seconds, 2),
-        seconds_per_step=round(seconds / config.steps, 4),
+        seconds_per_step=round(seconds / max(config.steps, 1), 4),
         final_loss_avg100=float(np.mean(recent)),
     )
     (out / "train_report.json").write_text(json.dumps(report, indent=2, sort_keys=True))

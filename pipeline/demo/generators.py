@@ -81,10 +81,13 @@ def train_generator(
     device: torch.device,
     live_dir: Path | None = None,
     jpeg_quality: int = 75,
+    work_dir: Path | None = None,
 ) -> Any:
     """Train ``spec`` on real faces ``images`` (uint8 N,3,H,W) and save it to ``out_dir``.
 
     ``jpeg_quality`` is the demo codec: sample statistics logged during training are measured after it.
+    ``work_dir`` holds a resumable training state (diffusion models; `pipeline.demo.resume`); GAN training
+    does not resume yet and ignores it.
     """
     where = f"demo.generators.{spec.name}.train"
     fixed = {"resolution": resolution, "jpeg_quality": jpeg_quality}
@@ -97,7 +100,9 @@ def train_generator(
         from pipeline.demo.dm_training import DmTrainConfig, train_dm
 
         cfg = build_config(DmTrainConfig, spec.train, where=where, kind=spec.kind, **fixed)
-        report = train_dm(cfg, images, out_dir, seed=seed, device=device, live_dir=live_dir)
+        report = train_dm(
+            cfg, images, out_dir, seed=seed, device=device, live_dir=live_dir, work_dir=work_dir
+        )
     (out_dir / SPEC_FILE).write_text(json.dumps(dataclasses.asdict(spec), indent=2, sort_keys=True))
     return report
 
