@@ -23,7 +23,7 @@ def main(
     work: Path = typer.Option(
         None,
         help="Folder for the resumable training state (default data/_work/train/<name>): an interrupted run "
-        "continues from it, and raising `steps` trains only the extra steps. Diffusion models only.",
+        "continues from it, and raising `steps` trains only the extra steps.",
     ),
 ) -> None:
     """Train demo.generators.<name> with its `train` options; seed = base.seed + a per-name offset."""

@@ -99,3 +99,28 @@ def test_statistics_logging_does_not_change_training(faces: np.ndarray, tmp_path
     train_gan(get_config(stats_every=1000), faces, tmp_path / "b", seed=5, device=cpu)
     a, b = load_generator(tmp_path / "a").state_dict(), load_generator(tmp_path / "b").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("arch", ["stylegan2", "dcgan"])
+def test_resumed_training_equals_an_uninterrupted_run(arch: str, faces: np.ndarray, tmp_path: Path) -> None:
+    """Stopped at step 4 with its state in work_dir and resumed to 8 steps: bit-identical to an 8-step run
+    (G, D, EMA, both Adams, numpy and torch RNG, history and dvclive curves all restored)."""
+    cpu, work = torch.device("cpu"), tmp_path / "work"
+    whole = train_gan(get_config(arch=arch, steps=8), faces, tmp_path / "whole", seed=5, device=cpu)
+    first = train_gan(
+        get_config(arch=arch, steps=4), faces, tmp_path / "a", seed=5, device=cpu, work_dir=work
+    )
+    assert first.resumed_from_step == 0 and (work / "state.pt").is_file()
+    rest = train_gan(
+        get_config(arch=arch, steps=8), faces, tmp_path / "b", seed=5, device=cpu, work_dir=work,
+        live_dir=tmp_path / "live",
+    )  # fmt: skip
+    assert rest.resumed_from_step == 4
+    a, b = load_generator(tmp_path / "whole").state_dict(), load_generator(tmp_path / "b").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    strip = lambda h: [{k: v for k, v in r.items() if k != "img_per_s"} for r in h]  # noqa: E731
+    assert strip(rest.history) == strip(whole.history) and len(rest.history) == 8
+    other = train_gan(
+        get_config(arch=arch, steps=8, lr=1e-3), faces, tmp_path / "c", seed=5, device=cpu, work_dir=work
+    )
+    assert other.resumed_from_step == 0  # another recipe: its state is not used

@@ -25,6 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from pipeline.demo.faces import jpeg_roundtrip
+from pipeline.demo.resume import TrainingCheckpoint, recipe_key
 from pipeline.demo.statistics import relative_gaps, summary_statistics
 from pipeline.device import Precision, autocast, parse_precision, seed_everything
 from pipeline.errors import ConfigError, InputDataError, ModelLoadError, MultireconError
@@ -170,6 +171,7 @@ class GanTrainReport:
     real_stats: dict[str, float]
     out_dir: str
     history: list[dict[str, float]] = field(default_factory=list)
+    resumed_from_step: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -228,6 +230,16 @@ def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
         be.copy_(bm)
 
 
+def _training_code() -> list[Any]:
+    """Modules whose source shapes a run: a saved training state is resumed only under the same code."""
+    import sys
+
+    from pipeline.demo import statistics
+    from pipeline.models import dcgan, stylegan2
+
+    return [sys.modules[__name__], statistics, dcgan, stylegan2]
+
+
 def train_gan(
     config: GanTrainConfig,
     images: np.ndarray,
@@ -236,9 +248,12 @@ def train_gan(
     seed: int,
     device: torch.device,
     live_dir: Path | None = None,
+    work_dir: Path | None = None,
+    checkpoint_seconds: float = 300.0,
 ) -> GanTrainReport:
     """Train a GAN on ``images`` (uint8 `(N, 3, H, W)`) and save its EMA generator + ``samples.png`` in
-    ``out_dir``.
+    ``out_dir``. With ``work_dir`` the run saves its state there and a run of the same recipe resumes from it
+    (`pipeline.demo.resume`, as `pipeline.demo.dm_training.train_dm`).
 
     Returns:
         `GanTrainReport`; ``report.json`` with the same content is written to ``out_dir`` too.
@@ -270,11 +285,19 @@ def train_gan(
         config.steps,
     )
 
+    ckpt = TrainingCheckpoint(
+        work_dir,
+        recipe_key(asdict(config), seed=seed, images=images, code=_training_code()),
+        every_seconds=checkpoint_seconds,
+    )
+    state = ckpt.load(max_step=config.steps)
+    if state is not None:
+        ckpt.restore_live(live_dir)
     live = None
     if live_dir is not None:
         from dvclive import Live
 
-        live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=False)
+        live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=False, resume=state is not None)
         live.log_params({k: v for k, v in asdict(config).items() if not isinstance(v, tuple)})
 
     z_dim = config.style_dim
@@ -284,8 +307,37 @@ def train_gan(
     history: list[dict[str, float]] = []
     last: dict[str, float] = {}
     r1_val = float("nan")
+    start, earlier_seconds = 0, 0.0
+    if state is not None:
+        for module, key in ((g, "g"), (d, "d"), (g_ema, "g_ema"), (opt_g, "opt_g"), (opt_d, "opt_d")):
+            module.load_state_dict(state[key])
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        history, last, r1_val = list(state["history"]), dict(state["last"]), float(state["r1"])
+        start, earlier_seconds = int(state["step"]), float(state["seconds"])
+
+    def training_state(done: int) -> dict[str, Any]:
+        return {
+            "step": done,
+            **{k: m.state_dict() for k, m in (("g", g), ("d", d), ("g_ema", g_ema), ("opt_g", opt_g))},
+            "opt_d": opt_d.state_dict(),
+            "rng": rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "history": history,
+            "last": last,
+            "r1": r1_val,
+            "seconds": earlier_seconds + time.perf_counter() - t0,
+        }
+
     t0 = time.perf_counter()
-    bar = tqdm(range(config.steps), desc=f"train {config.arch}", unit="step", disable=None)
+    bar = tqdm(
+        range(start, config.steps),
+        initial=start,
+        total=config.steps,
+        desc=f"train {config.arch}",
+        unit="step",
+        disable=None,
+    )
     for step in bar:
         idx = rng.integers(0, images.shape[0], size=bs)
         real = to_model(images[idx], device)
@@ -332,7 +384,7 @@ def train_gan(
                 "loss_d": float(d_loss.detach()),
                 "loss_g": float(g_loss.detach()),
                 "r1": r1_val,
-                "img_per_s": (step + 1) * bs / max(elapsed, 1e-9),
+                "img_per_s": (step + 1 - start) * bs / max(elapsed, 1e-9),
             }
             if not (math.isfinite(last["loss_d"]) and math.isfinite(last["loss_g"])):
                 raise TrainingDivergedError(f"GAN training diverged at step {step}: {last}")
@@ -356,7 +408,9 @@ def train_gan(
                 for k, gap in relative_gaps(stats, real_stats).items():
                     live.log_metric(f"stats/{k}", stats[k])
                     live.log_metric(f"stats/{k}_gap", gap)
-    seconds = time.perf_counter() - t0
+        if ckpt.due() or step == config.steps - 1:
+            ckpt.save(training_state(step + 1), live_dir)
+    seconds = earlier_seconds + time.perf_counter() - t0
     if live is not None:
         live.end()
 
@@ -376,6 +430,7 @@ def train_gan(
         real_stats=real_stats,
         out_dir=str(out_dir),
         history=history,
+        resumed_from_step=start,
     )
     (out_dir / "report.json").write_text(json.dumps(report.to_dict(), indent=2))
     log.info(

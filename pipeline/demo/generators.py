@@ -86,8 +86,7 @@ def train_generator(
     """Train ``spec`` on real faces ``images`` (uint8 N,3,H,W) and save it to ``out_dir``.
 
     ``jpeg_quality`` is the demo codec: sample statistics logged during training are measured after it.
-    ``work_dir`` holds a resumable training state (diffusion models; `pipeline.demo.resume`); GAN training
-    does not resume yet and ignores it.
+    ``work_dir`` holds the resumable training state (`pipeline.demo.resume`).
     """
     where = f"demo.generators.{spec.name}.train"
     fixed = {"resolution": resolution, "jpeg_quality": jpeg_quality}
@@ -95,7 +94,9 @@ def train_generator(
         from pipeline.demo.gan_training import GanTrainConfig, train_gan
 
         cfg = build_config(GanTrainConfig, spec.train, where=where, arch=spec.kind, **fixed)
-        report = train_gan(cfg, images, out_dir, seed=seed, device=device, live_dir=live_dir)
+        report = train_gan(
+            cfg, images, out_dir, seed=seed, device=device, live_dir=live_dir, work_dir=work_dir
+        )
     else:
         from pipeline.demo.dm_training import DmTrainConfig, train_dm
 
