@@ -42,7 +42,7 @@ from diffusers.training_utils import compute_snr
 from tqdm.auto import tqdm
 
 from pipeline.demo.faces import jpeg_roundtrip
-from pipeline.demo.resume import TrainingCheckpoint, recipe_key
+from pipeline.demo.resume import TrainingCheckpoint, recipe_key, step_bar
 from pipeline.demo.statistics import relative_gaps, summary_statistics
 from pipeline.device import resolve_device, seed_everything
 from pipeline.errors import ConfigError, InputDataError, ModelLoadError, MultireconError
@@ -554,14 +554,7 @@ def train_dm(
             **({"vae": vae.state_dict(), "ae_info": ae_info} if vae is not None else {}),
         }
 
-    bar = tqdm(
-        range(start, config.steps),
-        initial=start,
-        total=config.steps,
-        desc=f"train {config.kind}/{config.unet}",
-        unit="step",
-        mininterval=2.0,
-    )
+    bar = step_bar(start, config.steps, f"train {config.kind}/{config.unet}")
     real_stats = summary_statistics(arr[:2048])
     t0 = time.perf_counter()
     for step in bar:

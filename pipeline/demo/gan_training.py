@@ -22,10 +22,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from pipeline.demo.faces import jpeg_roundtrip
-from pipeline.demo.resume import TrainingCheckpoint, recipe_key
+from pipeline.demo.resume import TrainingCheckpoint, recipe_key, step_bar
 from pipeline.demo.statistics import relative_gaps, summary_statistics
 from pipeline.device import Precision, autocast, parse_precision, seed_everything
 from pipeline.errors import ConfigError, InputDataError, ModelLoadError, MultireconError
@@ -330,14 +329,7 @@ def train_gan(
         }
 
     t0 = time.perf_counter()
-    bar = tqdm(
-        range(start, config.steps),
-        initial=start,
-        total=config.steps,
-        desc=f"train {config.arch}",
-        unit="step",
-        disable=None,
-    )
+    bar = step_bar(start, config.steps, f"train {config.arch}")
     for step in bar:
         idx = rng.integers(0, images.shape[0], size=bs)
         real = to_model(images[idx], device)

@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-__all__ = ["TrainingCheckpoint", "recipe_key"]
+__all__ = ["TrainingCheckpoint", "recipe_key", "step_bar"]
 
 logger = logging.getLogger(__name__)
 
@@ -104,3 +105,10 @@ class TrainingCheckpoint:
             shutil.copytree(live_dir, self.work_dir / LIVE_COPY)
         os.replace(tmp, self.work_dir / STATE_FILE)
         self._last = time.monotonic()
+
+
+def step_bar(start: int, total: int, desc: str) -> tqdm:
+    """Progress over steps ``start..total-1`` that shows a resumed run's position in the whole run."""
+    return tqdm(
+        range(start, total), initial=start, total=total, desc=desc, unit="step", mininterval=2.0, disable=None
+    )
