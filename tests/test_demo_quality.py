@@ -118,4 +118,12 @@ def test_grey_reals_do_not_gate_colour() -> None:
     rep = quality_report(np.clip(tinted, 0, 255).astype(np.uint8), train, test)
     assert not set(COLOUR_STATISTICS) & set(rep.gated) and rep.stats_ok
     assert rep.relative_gap["colourfulness"] < 10  # measured against the grey threshold, not a ~0 denominator
-    assert quality_report(_faces(64, 2), _faces(64, 0), _faces(64, 1)).gated == list(REPORT_STATISTICS)
+    assert rep.grey_fakes is True
+    painted = grey(_faces(64, 2)).astype(np.int16)  # red-green faces with the grey level of grey ones
+    painted[:, 0] += 30
+    painted[:, 1] -= 30
+    colourful = quality_report(np.clip(painted, 0, 255).astype(np.uint8), train, test)
+    assert colourful.grey_fakes is False and not colourful.stats_ok
+    assert all(colourful.relative_gap[k] <= 0.15 for k in colourful.gated)  # only the grey check fails it
+    normal = quality_report(_faces(64, 2), _faces(64, 0), _faces(64, 1))
+    assert normal.gated == list(REPORT_STATISTICS) and normal.grey_fakes is None

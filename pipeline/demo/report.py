@@ -136,7 +136,8 @@ def generator_table(rows: list[dict[str, Any]]) -> str:
         "reported, not gated). `hue spread`: mean distance of each image's (red-green, yellow-blue) hue "
         "from the real faces' mean hue (casts in opposite directions average out of the cast columns, not "
         "out of this one). `outside [-1,1]`: share of pre-clamp sampler output outside the image range "
-        "(diffusion models).\n"
+        "(diffusion models). With grey real faces the colour gaps are not gated; the fakes must then be grey "
+        "too (colourfulness below 0.02).\n"
     )
     return head + "\n".join(lines) + "\n" + note
 
