@@ -307,9 +307,10 @@ def train_gan(
     last: dict[str, float] = {}
     r1_val = float("nan")
     start, earlier_seconds = 0, 0.0
+    stateful = {"g": g, "d": d, "g_ema": g_ema, "opt_g": opt_g, "opt_d": opt_d}
     if state is not None:
-        for module, key in ((g, "g"), (d, "d"), (g_ema, "g_ema"), (opt_g, "opt_g"), (opt_d, "opt_d")):
-            module.load_state_dict(state[key])
+        for name, obj in stateful.items():
+            obj.load_state_dict(state[name])
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
         history, last, r1_val = list(state["history"]), dict(state["last"]), float(state["r1"])
@@ -318,8 +319,7 @@ def train_gan(
     def training_state(done: int) -> dict[str, Any]:
         return {
             "step": done,
-            **{k: m.state_dict() for k, m in (("g", g), ("d", d), ("g_ema", g_ema), ("opt_g", opt_g))},
-            "opt_d": opt_d.state_dict(),
+            **{name: obj.state_dict() for name, obj in stateful.items()},
             "rng": rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(),
             "history": history,

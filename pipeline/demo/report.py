@@ -20,6 +20,7 @@ from PIL import Image
 
 from pipeline.demo.quality import REPORT_STATISTICS
 from pipeline.demo.spectrum import spectrum_ratio
+from pipeline.demo.statistics import GREY_COLOURFULNESS
 from pipeline.errors import InputDataError
 
 __all__ = [
@@ -137,7 +138,7 @@ def generator_table(rows: list[dict[str, Any]]) -> str:
         "from the real faces' mean hue (casts in opposite directions average out of the cast columns, not "
         "out of this one). `outside [-1,1]`: share of pre-clamp sampler output outside the image range "
         "(diffusion models). With grey real faces the colour gaps are not gated; the fakes must then be grey "
-        "too (colourfulness below 0.02).\n"
+        f"too (colourfulness below {GREY_COLOURFULNESS}).\n"
     )
     return head + "\n".join(lines) + "\n" + note
 

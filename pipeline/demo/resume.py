@@ -68,7 +68,7 @@ class TrainingCheckpoint:
         path = self.work_dir / STATE_FILE
         try:
             state = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc:  # a state cut short by a crash mid-write cannot exist (atomic rename)
+        except Exception as exc:  # not a torn write (saves are atomic): another torch version, a bad disk
             logger.warning("ignoring unreadable training state <path=%s> <error=%s>", path, exc)
             return None
         if state.get("key") != self.key:
