@@ -12,7 +12,14 @@ from diffusers import DDPMScheduler
 from PIL import Image
 from safetensors.torch import load_file
 
-from pipeline.demo.dm_training import DmTrainConfig, _eps_loss, _load_sampler, sample_dm, train_dm
+from pipeline.demo.dm_training import (
+    DmTrainConfig,
+    _diffusion_loss,
+    _load_sampler,
+    _x0_error_by_t,
+    sample_dm,
+    train_dm,
+)
 from pipeline.demo.quality import GATE_STATISTICS
 from pipeline.errors import ConfigError, InputDataError, ModelLoadError
 from pipeline.inversion.ddim import DDIMReconstructor, build_ddim_schedulers
@@ -52,7 +59,8 @@ def test_ddpm_train_saves_and_samples(tmp_path: Path) -> None:
     assert (tmp_path / "live" / "metrics.json").is_file()  # dvclive curves
     saved = json.loads((out / "train_report.json").read_text())
     assert saved["config"]["steps"] == 20 and np.isfinite(saved["final_loss_avg100"])
-    assert {"900", "100"} <= set(saved["eps_mse_by_t"])
+    by_t = saved["x0_error_by_t"]
+    assert {"900", "100"} <= set(by_t) and by_t["900"]["colour_baseline_rms"] > 0
     assert report["seconds_per_step"] > 0
     grid = Image.open(out / "samples.png")
     assert grid.size == (2 * (8 * (RES + 1) + 1),) * 2  # pipeline.plots: 1 px gaps, 2x upscale
@@ -130,16 +138,89 @@ def test_min_snr_weighting_matches_its_formula() -> None:
     """Min-SNR-gamma: per-sample eps MSE times min(SNR, gamma) / SNR; gamma 0 is the plain DDPM loss."""
     sched = DDPMScheduler(num_train_timesteps=1000)
     gen = torch.Generator().manual_seed(0)
-    pred, noise = torch.randn(4, 3, 8, 8, generator=gen), torch.randn(4, 3, 8, 8, generator=gen)
+    pred, noise, x0 = (torch.randn(4, 3, 8, 8, generator=gen) for _ in range(3))
     t = torch.tensor([0, 10, 500, 999])
-    assert torch.equal(_eps_loss(pred, noise, t, sched, 0.0), torch.nn.functional.mse_loss(pred, noise))
+    plain = torch.nn.functional.mse_loss(pred, noise)
+    assert torch.equal(_diffusion_loss(pred, x0, noise, t, sched, 0.0), plain)
     alpha_bar = sched.alphas_cumprod[t]
     snr = alpha_bar / (1 - alpha_bar)
     per_sample = ((pred - noise) ** 2).mean(dim=(1, 2, 3))
     expected = (per_sample * torch.minimum(snr, torch.tensor(5.0)) / snr).mean()
-    assert torch.allclose(_eps_loss(pred, noise, t, sched, 5.0), expected)
+    assert torch.allclose(_diffusion_loss(pred, x0, noise, t, sched, 5.0), expected)
     # Low-noise steps (SNR far above gamma) are down-weighted, high-noise steps (SNR < gamma) keep weight 1.
     assert snr[0] > 5 > snr[3]
+
+
+def test_v_prediction_loss_regresses_the_velocity() -> None:
+    """v = sqrt(abar) eps - sqrt(1 - abar) x0 (Salimans & Ho 2022); Min-SNR for v divides by SNR + 1."""
+    sched = DDPMScheduler(num_train_timesteps=1000, prediction_type="v_prediction")
+    gen = torch.Generator().manual_seed(1)
+    pred, noise, x0 = (torch.randn(4, 3, 8, 8, generator=gen) for _ in range(3))
+    t = torch.tensor([0, 10, 500, 999])
+    ab = sched.alphas_cumprod[t].view(-1, 1, 1, 1)
+    v = ab.sqrt() * noise - (1 - ab).sqrt() * x0
+    assert torch.allclose(_diffusion_loss(pred, x0, noise, t, sched, 0.0), ((pred - v) ** 2).mean())
+    assert _diffusion_loss(v, x0, noise, t, sched, 0.0) == 0
+    snr = (ab / (1 - ab)).flatten()
+    weight = torch.minimum(snr, torch.tensor(5.0)) / (snr + 1)
+    expected = (((pred - v) ** 2).mean(dim=(1, 2, 3)) * weight).mean()
+    assert torch.allclose(_diffusion_loss(pred, x0, noise, t, sched, 5.0), expected)
+
+
+class _Oracle(torch.nn.Module):
+    """A "UNet" that returns the exact target for known x0 and noise, plus a constant error on channel 0's
+    image mean (a colour error of fixed size in the prediction)."""
+
+    def __init__(self, sched: DDPMScheduler, x0: torch.Tensor, err: float) -> None:
+        super().__init__()
+        self.sched, self.x0, self.err = sched, x0, err
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> object:
+        ab = self.sched.alphas_cumprod[t].view(-1, 1, 1, 1)
+        noise = (x_t - ab.sqrt() * self.x0) / (1 - ab).sqrt()
+        v = self.sched.config.prediction_type == "v_prediction"
+        out = ab.sqrt() * noise - (1 - ab).sqrt() * self.x0 if v else noise
+        out = out.clone()
+        out[:, 0] += self.err
+        return type("Out", (), {"sample": out})()
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_colour_error_by_t_measures_the_x0_estimate(prediction_type: str) -> None:
+    """An exact model has no colour error; one small error on a channel's mean costs an epsilon model
+    sqrt(1 - abar) / sqrt(abar) times itself in x0 colour (~59 at t = 900), a v model sqrt(1 - abar) (< 1)."""
+    sched = DDPMScheduler(num_train_timesteps=1000, prediction_type=prediction_type)
+    x0 = torch.from_numpy(faces(16)).float() / 127.5 - 1
+    exact = _x0_error_by_t(_Oracle(sched, x0, 0.0), sched, x0, torch.Generator().manual_seed(0))
+    assert all(r["colour_rms"] < 1e-4 and r["pred_mse"] < 1e-8 for r in exact.values())
+    off = _x0_error_by_t(_Oracle(sched, x0, 0.01), sched, x0, torch.Generator().manual_seed(0))
+    # The colour DC of a +0.01 shift on channel 0 (on [-1, 1]), grey removed, RMS over 3 channels, on [0, 1].
+    unit = 0.01 / 2 * float(np.sqrt((4 / 9 + 1 / 9 + 1 / 9) / 3))
+    for t, r in off.items():
+        ab = float(sched.alphas_cumprod[int(t)])
+        # x0_hat = (x_t - sqrt(1 - ab) eps_hat) / sqrt(ab)  or  sqrt(ab) x_t - sqrt(1 - ab) v_hat
+        gain = np.sqrt(1 - ab) / np.sqrt(ab) if prediction_type == "epsilon" else np.sqrt(1 - ab)
+        assert r["colour_rms"] == pytest.approx(unit * gain, rel=1e-3)
+    if prediction_type == "epsilon":
+        assert off["900"]["colour_rms"] > 50 * off["100"]["colour_rms"]
+    assert off["900"]["colour_baseline_rms"] == exact["900"]["colour_baseline_rms"] > 0
+
+
+def test_v_prediction_model_trains_samples_and_reconstructs(tmp_path: Path) -> None:
+    """The option reaches the saved scheduler, so sampling and DDIM inversion use v too."""
+    out = tmp_path / "adm_v"
+    report = train_dm(small(steps=6, prediction_type="v_prediction"), faces(16), out, seed=0, device="cpu")
+    assert np.isfinite(report["final_loss_avg100"])
+    saved = json.loads((out / "scheduler" / "scheduler_config.json").read_text())
+    assert saved["prediction_type"] == "v_prediction"
+    check_samples(sample_dm(out, 2, seed=0, device="cpu"), 2)
+    rec = DDIMReconstructor(out, steps=3, device="cpu", resolution=RES)
+    assert rec.scheduler.config.prediction_type == "v_prediction"
+    assert rec.inverse_scheduler.config.prediction_type == "v_prediction"
+    recon = rec(faces(2))
+    assert recon.shape == (2, 3, RES, RES) and np.isfinite(recon).all()
+    with pytest.raises(ConfigError, match="prediction_type"):
+        DmTrainConfig(prediction_type="sample")
 
 
 def test_bad_training_images(tmp_path: Path) -> None:

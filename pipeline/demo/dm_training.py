@@ -1,7 +1,13 @@
 """Train and sample the demo's diffusion models: pixel DDPMs ("ADM", "IDDPM") and a latent one ("LDM").
 
 All use diffusers models and schedulers and the standard epsilon-prediction loss of DDPM (Ho et al. 2020):
-``E || eps - eps_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t) ||^2`` with t uniform. What makes small
+``E || eps - eps_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t) ||^2`` with t uniform, or, as an option,
+the v-prediction loss (Salimans & Ho 2022, ``v = sqrt(abar) eps - sqrt(1 - abar) x0``; diffusers'
+``prediction_type="v_prediction"``), which sampling and DDIM inversion follow from the saved scheduler config.
+Why the option: an epsilon model's x0 estimate at high noise is ``(x_t - sqrt(1 - abar) eps_hat) /
+sqrt(abar)``, so the small error of eps_hat's image mean (1/1024 of the loss at 32 px) is multiplied by ~60 at
+t = 900; each sample's overall colour is fixed at those steps and comes out as a random cast. The report's
+``x0_error_by_t`` measures this. What makes small
 models learn faster here, without changing the loss: a higher peak learning rate (2e-4 .. 1e-3) reached by
 linear warm-up, gradient clipping, an EMA of the weights (with EMA warm-up so early checkpoints are usable)
 and horizontal flips; for LDM, diffusion on 8x8x4 latents of a small KL autoencoder (Rombach et al. 2022),
@@ -64,6 +70,7 @@ Kind = Literal["ddpm", "ldm"]
 Sampler = Literal["ddim", "ddpm", "dpmsolver", "pndm"]
 _SAMPLERS = ("ddim", "ddpm", "dpmsolver", "pndm")
 _SCHEDULES = ("linear", "squaredcos_cap_v2")
+_PREDICTION_TYPES = ("epsilon", "v_prediction")
 
 
 class SamplingError(MultireconError):
@@ -76,6 +83,8 @@ class DmTrainConfig:
 
     Attributes:
         kind (`"ddpm" | "ldm"`): pixel-space DDPM or latent diffusion with its own autoencoder.
+        prediction_type (`"epsilon" | "v_prediction"`): what the UNet regresses (see the module docstring);
+            saved in the scheduler config, so sampling and DDIM inversion of the model use it too.
         unet (`str`): a `pipeline.models.unet.UNET_PRESETS` key.
         resolution (`int`): image side in pixels.
         beta_schedule (`"linear" | "squaredcos_cap_v2"`): DDPM linear (1e-4..0.02) or IDDPM cosine.
@@ -109,6 +118,7 @@ class DmTrainConfig:
     """
 
     kind: Kind = "ddpm"
+    prediction_type: str = "epsilon"
     unet: str = "adm-s"
     resolution: int = 32
     beta_schedule: str = "linear"
@@ -141,6 +151,7 @@ class DmTrainConfig:
     def __post_init__(self) -> None:
         choices = {
             "kind": (self.kind, ("ddpm", "ldm")),
+            "prediction_type": (self.prediction_type, _PREDICTION_TYPES),
             "beta_schedule": (self.beta_schedule, _SCHEDULES),
             "sampler": (self.sampler, _SAMPLERS),
             "ddpm_variance": (self.ddpm_variance, ("fixed_small", "fixed_large")),
@@ -197,7 +208,7 @@ def _betas(config: DmTrainConfig) -> dict[str, Any]:
         "beta_schedule": config.beta_schedule,
         "beta_start": 0.0001,
         "beta_end": 0.02,
-        "prediction_type": "epsilon",
+        "prediction_type": config.prediction_type,
     }
 
 
@@ -274,15 +285,23 @@ class _Ema:
             e.copy_(b)
 
 
-def _eps_loss(
-    pred: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, noise_sched: DDPMScheduler, snr_gamma: float
+def _diffusion_loss(
+    pred: torch.Tensor,
+    x0: torch.Tensor,
+    noise: torch.Tensor,
+    t: torch.Tensor,
+    noise_sched: DDPMScheduler,
+    snr_gamma: float,
 ) -> torch.Tensor:
-    """Epsilon-prediction MSE, optionally Min-SNR-gamma weighted per sample (diffusers' training scripts)."""
+    """MSE to the scheduler's target (eps, or v for v-prediction), optionally Min-SNR-gamma weighted per
+    sample as diffusers' training scripts do (``min(SNR, gamma) / SNR`` for eps, ``/ (SNR + 1)`` for v)."""
+    v = noise_sched.config.prediction_type == "v_prediction"
+    target = noise_sched.get_velocity(x0, noise, t) if v else noise
     if not snr_gamma:
-        return F.mse_loss(pred, noise)
+        return F.mse_loss(pred, target)
     snr = compute_snr(noise_sched, t)
-    weight = torch.clamp(snr, max=snr_gamma) / snr
-    per_sample = F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))
+    weight = torch.clamp(snr, max=snr_gamma) / (snr + 1 if v else snr)
+    per_sample = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))
     return (per_sample * weight).mean()
 
 
@@ -426,26 +445,49 @@ def _encode_all(
     return torch.cat(means), torch.cat(stds)
 
 
+def _colour_dc(x: torch.Tensor) -> torch.Tensor:
+    """Each image's overall colour on a [0, 1] scale: channel means minus their grey average, ``(N, 3)``."""
+    dc = x.mean(dim=(2, 3)) / 2.0
+    return dc - dc.mean(dim=1, keepdim=True)
+
+
 @torch.no_grad()
-def _eps_error_by_t(
+def _x0_error_by_t(
     unet: UNet2DModel, sched: DDPMScheduler, x0: torch.Tensor, gen: torch.Generator
 ) -> dict[str, dict[str, float]]:
-    """Epsilon MSE and implied x0 MSE at a few noise levels: unclipped DDIM needs small eps error at high t.
+    """How well the model knows x0 at a few noise levels, and above all each image's overall colour.
 
-    x0_hat = (x_t - sqrt(1 - abar) eps_hat) / sqrt(abar) multiplies eps errors by 1/sqrt(abar) (~59 at
-    t = 900 with linear betas), which is how an undertrained model's DDIM samples diverge.
+    ``pred_mse``: the training target's MSE (eps or v). ``x0_mse``: MSE of the implied x0 estimate; for an
+    epsilon model ``(x_t - sqrt(1 - abar) eps_hat) / sqrt(abar)`` multiplies eps errors by 1/sqrt(abar) (~59
+    at t = 900 with linear betas), which is how an undertrained model's DDIM samples diverge.
+    ``colour_rms``: RMS error of that estimate's overall colour (`_colour_dc`), beside
+    ``colour_baseline_rms``, the error of guessing the probe images' average colour: a model whose colour
+    error exceeds the baseline paints a random cast at that noise level, which the sampler then keeps.
+    Latent models: MSEs on latents, no colour.
     """
     out = {}
     T = sched.config.num_train_timesteps
+    v_pred = sched.config.prediction_type == "v_prediction"
+    rgb = x0.shape[1] == 3
+    truth = _colour_dc(x0)
+    baseline = float((truth - truth.mean(dim=0, keepdim=True)).pow(2).mean().sqrt())
     for frac in (0.1, 0.5, 0.7, 0.9):
         t = int(frac * T)
         noise = torch.randn(x0.shape, generator=gen).to(x0.device)
         tt = torch.full((x0.shape[0],), t, device=x0.device)
         x_t = sched.add_noise(x0, noise, tt)
-        eps = unet(x_t, tt).sample
+        pred = unet(x_t, tt).sample
         abar = sched.alphas_cumprod[t]
-        x0_hat = (x_t - (1 - abar).sqrt() * eps) / abar.sqrt()
-        out[str(t)] = {"eps_mse": float(F.mse_loss(eps, noise)), "x0_mse": float(F.mse_loss(x0_hat, x0))}
+        if v_pred:
+            target = sched.get_velocity(x0, noise, tt)
+            x0_hat = abar.sqrt() * x_t - (1 - abar).sqrt() * pred
+        else:
+            target = noise
+            x0_hat = (x_t - (1 - abar).sqrt() * pred) / abar.sqrt()
+        out[str(t)] = {"pred_mse": float(F.mse_loss(pred, target)), "x0_mse": float(F.mse_loss(x0_hat, x0))}
+        if rgb:
+            out[str(t)]["colour_rms"] = float((_colour_dc(x0_hat) - truth).pow(2).mean().sqrt())
+            out[str(t)]["colour_baseline_rms"] = baseline
     return out
 
 
@@ -571,11 +613,11 @@ def train_dm(
         else:
             x0 = _flip(data[idx], gen) if config.hflip else data[idx]
         x0 = x0.to(dev)
-        # DDPM loss (Ho et al. 2020, Alg. 1): t ~ U{0..T-1}, eps ~ N(0, I), regress eps from x_t.
+        # DDPM loss (Ho et al. 2020, Alg. 1): t ~ U{0..T-1}, eps ~ N(0, I), regress eps (or v) from x_t.
         noise = torch.randn(x0.shape, generator=gen).to(dev)
         t = torch.randint(0, config.num_train_timesteps, (x0.shape[0],), generator=gen).to(dev)
         x_t = noise_sched.add_noise(x0, noise, t)
-        loss = _eps_loss(unet(x_t, t).sample, noise, t, noise_sched, config.snr_gamma)
+        loss = _diffusion_loss(unet(x_t, t).sample, x0, noise, t, noise_sched, config.snr_gamma)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), config.grad_clip)
@@ -601,7 +643,7 @@ def train_dm(
     seconds = earlier_seconds + time.perf_counter() - t0
     live.end()
 
-    report["eps_mse_by_t"] = _eps_error_by_t(ema.module, noise_sched, x0_probe.to(dev), gen)
+    report["x0_error_by_t"] = _x0_error_by_t(ema.module, noise_sched, x0_probe.to(dev), gen)
     ema.module.save_pretrained(str(out / "unet"))
     _sampler_scheduler(config).save_pretrained(str(out / "scheduler"))
     if vae is not None:
