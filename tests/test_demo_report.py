@@ -61,8 +61,24 @@ def test_report_joins_training_and_quality(tmp_path: Path) -> None:
     assert "800 AE + 3,000" in md and "3.1%" in md and "statistics off" in md
     assert "0.80 (mean)" in md  # the best single-statistic AUC of dcgan (all tie: the first statistic)
     assert md.count("\n| ") == 3  # header + two generators
-    assert md.splitlines()[2].count("|") == 20 and "| n/a |" in md  # a quality.json without the hue spread
+    assert md.splitlines()[2].count("|") == 21 and "| n/a |" in md  # a quality.json without the hue spread
+    assert by["ldm"]["colour_error_900"] is None  # a report from before x0_error_by_t
     assert Image.open(tmp_path / "out" / "generators.png").size[0] > 100
+
+
+def test_pixel_dm_row_shows_prediction_type_and_colour_error(tmp_path: Path) -> None:
+    adm_report = {
+        **DM,
+        "config": {**DM["config"], "kind": "ddpm", "unet": "adm-s", "prediction_type": "v_prediction"},
+        "autoencoder_params": 0,
+        "ae_seconds": 0.0,
+        "x0_error_by_t": {"900": {"colour_rms": 0.06, "colour_baseline_rms": 0.03}},
+    }
+    adm = _write(tmp_path, "adm", ("train_report.json", adm_report), _quality("adm", "dm", 0.05))
+    summary = write_generator_report([adm[0]], [adm[1]], None, tmp_path / "out")
+    row = summary["generators"]["adm"]
+    assert row["arch"] == "ddpm/adm-s (v-pred)" and row["colour_error_900"] == pytest.approx(2.0)
+    assert "| 2.0x |" in (tmp_path / "out" / "generators.md").read_text()
 
 
 def test_verdict_names_copies_when_statistics_pass() -> None:

@@ -51,8 +51,16 @@ def _training(model_dir: Path) -> dict[str, Any]:
         r = _read_json(model_dir / "train_report.json")
         cfg = r["config"]
         ae = cfg["ae_steps"] if cfg["kind"] == "ldm" else 0
+        v_pred = cfg.get("prediction_type", "epsilon") == "v_prediction"
+        # the x0 estimate's colour error at t = 900 over guessing the average colour (pixel models; reports
+        # written before `x0_error_by_t` existed lack it)
+        at_900 = r.get("x0_error_by_t", {}).get("900", {})
+        colour = at_900["colour_rms"] / at_900["colour_baseline_rms"] if "colour_rms" in at_900 else None
         return {
-            "arch": f"{cfg['kind']}/{cfg['unet']}" + (f"+{cfg['autoencoder']}" if ae else ""),
+            "arch": f"{cfg['kind']}/{cfg['unet']}"
+            + (f"+{cfg['autoencoder']}" if ae else "")
+            + (" (v-pred)" if v_pred else ""),
+            "colour_error_900": colour,
             "steps": int(cfg["steps"]),
             "ae_steps": int(ae),
             "params": int(r["unet_params"]) + int(r.get("autoencoder_params", 0)),
@@ -71,6 +79,7 @@ def _training(model_dir: Path) -> dict[str, Any]:
         "s_per_step": float(r["s_per_step"]),
         "sampler": "one forward pass",
         "preclamp_outside": None,
+        "colour_error_900": None,
     }
 
 
@@ -106,7 +115,9 @@ def generator_table(rows: list[dict[str, Any]]) -> str:
     head = (
         "| generator | family / role | model | params | steps | min | s/step | sampler | mean | std | "
         "hf energy | colourfulness | cast red-green | cast yellow-blue | hue spread | "
-        "best one-statistic AUC | outside [-1,1] | copies | verdict |\n" + "|---" * 19 + "|\n"
+        "best one-statistic AUC | outside [-1,1] | x0 colour error t=900 | copies | verdict |\n"
+        + "|---" * 20
+        + "|\n"
     )
     lines = []
     for r in rows:
@@ -122,11 +133,13 @@ def generator_table(rows: list[dict[str, Any]]) -> str:
         outside = "-" if r["preclamp_outside"] is None else f"{100 * r['preclamp_outside']:.1f}%"
         verdict = "ok" if r["ok"] else ("statistics off" if not r["stats_ok"] else "copies")
         worst = max(r["auc"], key=lambda k: r["auc"][k])
+        colour = r.get("colour_error_900")
+        colour_cell = "-" if colour is None else f"{colour:.1f}x"
         lines.append(
             f"| {r['generator']} | {r['family']} / {r['role']} | {r['arch']} | {r['params'] / 1e6:.2f}M | "
             f"{steps} | {_minutes(r['train_seconds'])} | {r['s_per_step']:.3f} | {r['sampler']} | "
             + " | ".join(stats)
-            + f" | {r['auc'][worst]:.2f} ({worst}) | {outside} | {r['copies']} | {verdict} |"
+            + f" | {r['auc'][worst]:.2f} ({worst}) | {outside} | {colour_cell} | {r['copies']} | {verdict} |"
         )
     tol = rows[0]["tolerance"] if rows else float("nan")
     note = (
@@ -137,7 +150,10 @@ def generator_table(rows: list[dict[str, Any]]) -> str:
         "reported, not gated). `hue spread`: mean distance of each image's (red-green, yellow-blue) hue "
         "from the real faces' mean hue (casts in opposite directions average out of the cast columns, not "
         "out of this one). `outside [-1,1]`: share of pre-clamp sampler output outside the image range "
-        "(diffusion models). With grey real faces the colour gaps are not gated; the fakes must then be grey "
+        "(diffusion models). `x0 colour error t=900`: RMS error of a pixel DM's x0 estimate's overall colour "
+        "at t = 900, in multiples of guessing the average colour (`x0_error_by_t` of its training report; "
+        "above 1x the model paints random casts that the sampler keeps). With grey real faces the colour "
+        "gaps are not gated; the fakes must then be grey "
         f"too (colourfulness below {GREY_COLOURFULNESS}).\n"
     )
     return head + "\n".join(lines) + "\n" + note
