@@ -79,6 +79,18 @@ def test_pixel_dm_row_shows_prediction_type_and_colour_error(tmp_path: Path) -> 
     row = summary["generators"]["adm"]
     assert row["arch"] == "ddpm/adm-s (v-pred)" and row["colour_error_900"] == pytest.approx(2.0)
     assert "| 2.0x |" in (tmp_path / "out" / "generators.md").read_text()
+    # grey reals: no colour to guess, so the unit is a just-visible cast, not a baseline of ~0
+    grey = {"900": {"colour_rms": 0.0005, "colour_baseline_rms": 3e-9}}
+    _write(
+        tmp_path,
+        "adm_grey",
+        ("train_report.json", {**adm_report, "x0_error_by_t": grey}),
+        _quality("g", "dm", 0),
+    )
+    summary = write_generator_report(
+        [tmp_path / "models" / "adm_grey"], [tmp_path / "fakes" / "adm_grey"], None, tmp_path / "out2"
+    )
+    assert summary["generators"]["g"]["colour_error_900"] == pytest.approx(0.05)
 
 
 def test_verdict_names_copies_when_statistics_pass() -> None:

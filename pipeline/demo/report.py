@@ -34,6 +34,11 @@ __all__ = [
 _STATS = REPORT_STATISTICS
 
 
+# An overall colour error (RMS on [0, 1]) too small to see: the report's colour-error unit when the real faces
+# have almost no colour spread (grey LFW: a baseline of ~0 would turn any error into millions of "x").
+_VISIBLE_CAST = 0.01
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
@@ -55,7 +60,8 @@ def _training(model_dir: Path) -> dict[str, Any]:
         # the x0 estimate's colour error at t = 900 over guessing the average colour (pixel models; reports
         # written before `x0_error_by_t` existed lack it)
         at_900 = r.get("x0_error_by_t", {}).get("900", {})
-        colour = at_900["colour_rms"] / at_900["colour_baseline_rms"] if "colour_rms" in at_900 else None
+        baseline = max(at_900.get("colour_baseline_rms", 0.0), _VISIBLE_CAST)
+        colour = at_900["colour_rms"] / baseline if "colour_rms" in at_900 else None
         return {
             "arch": f"{cfg['kind']}/{cfg['unet']}"
             + (f"+{cfg['autoencoder']}" if ae else "")
@@ -151,7 +157,7 @@ def generator_table(rows: list[dict[str, Any]]) -> str:
         "from the real faces' mean hue (casts in opposite directions average out of the cast columns, not "
         "out of this one). `outside [-1,1]`: share of pre-clamp sampler output outside the image range "
         "(diffusion models). `x0 colour error t=900`: RMS error of a pixel DM's x0 estimate's overall colour "
-        "at t = 900, in multiples of guessing the average colour (`x0_error_by_t` of its training report; "
+        "at t = 900, in multiples of guessing the average colour (at least 0.01; `x0_error_by_t`; "
         "above 1x the model paints random casts that the sampler keeps). With grey real faces the colour "
         "gaps are not gated; the fakes must then be grey "
         f"too (colourfulness below {GREY_COLOURFULNESS}).\n"
