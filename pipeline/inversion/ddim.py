@@ -355,17 +355,18 @@ class DDIMReconstructor:
         """Run one deterministic DDIM chain: UNet (maybe autocast) then float32 ``scheduler.step``.
 
         ``scheduler`` is the forward scheduler (x_T -> x0, Eq. 2) or the inverse one (x0 -> x_T, Eq. 3);
-        both take the UNet's epsilon at timestep t and the float32 sample.
+        both take the UNet's output at timestep t (epsilon or v: the scheduler config's ``prediction_type``)
+        and the float32 sample.
         """
         x = x.to(self.device, torch.float32)
         for t in scheduler.timesteps:
             inp = x.contiguous(memory_format=self._memory_format)
             if dtype is None:
-                eps = self.unet(inp, t, return_dict=False)[0]
+                out = self.unet(inp, t, return_dict=False)[0]
             else:
                 with torch.autocast(device_type=self.device.type, dtype=dtype):
-                    eps = self.unet(inp, t, return_dict=False)[0]
-            x = scheduler.step(eps.float(), t, x, return_dict=False)[0]
+                    out = self.unet(inp, t, return_dict=False)[0]
+            x = scheduler.step(out.float(), t, x, return_dict=False)[0]
         return x
 
     def _run(self, x: torch.Tensor, chains: tuple[DDIMScheduler | DDIMInverseScheduler, ...]) -> torch.Tensor:
