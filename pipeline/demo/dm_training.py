@@ -285,6 +285,13 @@ class _Ema:
             e.copy_(b)
 
 
+def _target(sched: DDPMScheduler, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """What the UNet regresses under the scheduler's ``prediction_type``: the noise, or v."""
+    if sched.config.prediction_type == "v_prediction":
+        return sched.get_velocity(x0, noise, t)
+    return noise
+
+
 def _diffusion_loss(
     pred: torch.Tensor,
     x0: torch.Tensor,
@@ -296,7 +303,7 @@ def _diffusion_loss(
     """MSE to the scheduler's target (eps, or v for v-prediction), optionally Min-SNR-gamma weighted per
     sample as diffusers' training scripts do (``min(SNR, gamma) / SNR`` for eps, ``/ (SNR + 1)`` for v)."""
     v = noise_sched.config.prediction_type == "v_prediction"
-    target = noise_sched.get_velocity(x0, noise, t) if v else noise
+    target = _target(noise_sched, x0, noise, t)
     if not snr_gamma:
         return F.mse_loss(pred, target)
     snr = compute_snr(noise_sched, t)
@@ -479,12 +486,13 @@ def _x0_error_by_t(
         pred = unet(x_t, tt).sample
         abar = sched.alphas_cumprod[t]
         if v_pred:
-            target = sched.get_velocity(x0, noise, tt)
             x0_hat = abar.sqrt() * x_t - (1 - abar).sqrt() * pred
         else:
-            target = noise
             x0_hat = (x_t - (1 - abar).sqrt() * pred) / abar.sqrt()
-        out[str(t)] = {"pred_mse": float(F.mse_loss(pred, target)), "x0_mse": float(F.mse_loss(x0_hat, x0))}
+        out[str(t)] = {
+            "pred_mse": float(F.mse_loss(pred, _target(sched, x0, noise, tt))),
+            "x0_mse": float(F.mse_loss(x0_hat, x0)),
+        }
         if rgb:
             out[str(t)]["colour_rms"] = float((_colour_dc(x0_hat) - truth).pow(2).mean().sqrt())
             out[str(t)]["colour_baseline_rms"] = baseline
