@@ -124,5 +124,45 @@ def profile(
     typer.echo(f"params.yaml now uses profile {name!r}; run `dvc repro`.")
 
 
+@app.command("dm-sweep")
+def dm_sweep(
+    model: Path = typer.Argument(..., help="A trained demo DM folder, e.g. data/models/adm."),
+    faces: Path = typer.Option(Path("data/demo/faces"), help="Demo faces folder (train + test reals)."),
+    steps: list[int] = typer.Option([10, 50, 200], help="Sampling step counts to try (repeat the option)."),
+    eta: list[float] = typer.Option([0.0], help="DDIM eta values to try (0 = deterministic; DDIM only)."),
+    n: int = typer.Option(256, help="Fakes per setting (the same noise for every setting)."),
+    seed: int = typer.Option(1, help="Seed of the initial (and ancestral) noise."),
+    jpeg_quality: int = typer.Option(75, help="The demo codec's JPEG quality (demo.jpeg_quality)."),
+    tolerance: float = typer.Option(0.15, help="The gate's tolerance (demo.sample.tolerance)."),
+    device: str = typer.Option("auto", help="torch device: auto, cpu, cuda, mps."),
+    out: Path = typer.Option(None, help="Write the rows as JSON here (optional)."),
+) -> None:
+    """Gate one DM's fakes per sampler setting: is the model or the sampler behind a failed statistic?"""
+    import json
+
+    from pipeline.demo.faces import load_faces
+    from pipeline.demo.sampler_sweep import sweep_sampler
+    from pipeline.errors import MultireconError
+
+    try:
+        rows = sweep_sampler(
+            model, load_faces(faces, "train"), load_faces(faces, "test"), steps=steps, etas=eta, n=n,
+            seed=seed, device=device, jpeg_quality=jpeg_quality, tolerance=tolerance,
+        )  # fmt: skip
+    except MultireconError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    keys = ("mean", "std", "hf_energy", "colourfulness")
+    typer.echo(f"{'steps':>5} {'eta':>4} " + " ".join(f"{k:>13}" for k in keys) + "  gate  best AUC   s")
+    for r in rows:
+        gaps = " ".join(f"{100 * r.signed_gap[k]:>+12.1f}%" for k in keys)
+        verdict = "pass" if r.stats_ok else "FAIL"
+        auc = f"{r.best_auc[0]} {r.best_auc[1]:.2f}"
+        typer.echo(f"{r.steps:>5} {r.eta:>4.1f} {gaps}  {verdict}  {auc}  {r.seconds:.0f}")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps([r.to_dict() for r in rows], indent=1))
+
+
 if __name__ == "__main__":
     app()

@@ -697,7 +697,7 @@ def _sample_statistics(
 
 # -- sampling ----------------------------------------------------------------------------------------
 def _sample(
-    model_dir: Path, n: int, *, seed: int, batch_size: int, device: str, steps: int | None
+    model_dir: Path, n: int, *, seed: int, batch_size: int, device: str, steps: int | None, eta: float = 0.0
 ) -> tuple[np.ndarray, tuple[float, float, float]]:
     folder = Path(model_dir)
     if not (folder / "unet").is_dir():
@@ -718,7 +718,15 @@ def _sample(
     except (OSError, ValueError, RuntimeError) as exc:
         raise ModelLoadError(f"diffusers could not load the model in {str(folder)!r}: {exc}") from exc
     images, (lo, hi, frac) = _run_sampler(
-        unet, vae, _load_sampler(folder), n, seed=seed, batch_size=batch_size, steps=steps, where=str(folder)
+        unet,
+        vae,
+        _load_sampler(folder),
+        n,
+        seed=seed,
+        batch_size=batch_size,
+        steps=steps,
+        where=str(folder),
+        eta=eta,
     )
     if frac > 0.05:
         logger.warning(
@@ -741,12 +749,17 @@ def _run_sampler(
     batch_size: int,
     steps: int,
     where: str,
+    eta: float = 0.0,
 ) -> tuple[np.ndarray, tuple[float, float, float]]:
     """``n`` uint8 samples and the pre-clamp (min, max, share outside [-1, 1]). Noise comes from a private
-    generator seeded with ``seed``, never from the global RNG (training can sample mid-run unperturbed)."""
+    generator seeded with ``seed``, never from the global RNG (training can sample mid-run unperturbed).
+    ``eta`` > 0 makes a DDIM sampler stochastic (eta 1 = ancestral DDPM on the same timesteps)."""
     dev = next(unet.parameters()).device
     scheduler.set_timesteps(steps)
-    accepts_gen = "generator" in inspect.signature(scheduler.step).parameters
+    step_params = inspect.signature(scheduler.step).parameters
+    accepts_gen = "generator" in step_params
+    if eta and "eta" not in step_params:
+        raise ConfigError(f"`eta` needs a DDIM sampler; {where!r} samples with {type(scheduler).__name__}.")
     gen = torch.Generator().manual_seed(seed)
     c, side = unet.config.in_channels, unet.config.sample_size
     x_all = torch.randn((n, c, side, side), generator=gen) * scheduler.init_noise_sigma
@@ -758,7 +771,9 @@ def _run_sampler(
             scheduler.set_timesteps(steps)  # multistep solvers keep a per-chain history: reset it
             for t in scheduler.timesteps:
                 eps = unet(scheduler.scale_model_input(x, t), t).sample
-                kw = {"generator": gen} if accepts_gen else {}
+                kw: dict[str, Any] = {"generator": gen} if accepts_gen else {}
+                if eta:
+                    kw["eta"] = eta
                 x = scheduler.step(eps, t, x, **kw).prev_sample
             if vae is not None:
                 x = vae.decode(x / vae.config.scaling_factor).sample
@@ -779,6 +794,7 @@ def sample_dm(
     batch_size: int = 64,
     device: str = "auto",
     steps: int | None = None,
+    eta: float = 0.0,
 ) -> np.ndarray:
     """Draw ``n`` uint8 `(n, 3, H, W)` samples with the model folder's saved sampler.
 
@@ -789,7 +805,12 @@ def sample_dm(
         batch_size (`int`, defaults to 64): images per UNet call.
         device (`str`, defaults to `"auto"`): torch device name.
         steps (`int`, *optional*): sampling steps; default ``sample_steps`` from ``train_report.json``.
+        eta (`float`, defaults to 0): DDIM's stochasticity (0 = deterministic, as saved and as reconstruction
+            inverts; 1 = ancestral). Other samplers refuse eta > 0.
     """
     if not isinstance(n, int) or n < 1:
         raise ConfigError(f"`n` must be a positive int. Got {n!r} instead.")
-    return _sample(Path(model_dir), n, seed=seed, batch_size=batch_size, device=device, steps=steps)[0]
+    if not eta >= 0:
+        raise ConfigError(f"`eta` must be >= 0. Got {eta!r} instead.")
+    folder = Path(model_dir)
+    return _sample(folder, n, seed=seed, batch_size=batch_size, device=device, steps=steps, eta=eta)[0]

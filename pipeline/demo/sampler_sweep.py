@@ -1,0 +1,83 @@
+"""How a trained demo DM's fakes depend on its sampler: the quality gate per (steps, eta) setting.
+
+The gate (`pipeline.demo.quality`) judges fakes drawn with one sampler setting. When a DM fails it, the
+next question is whether the model or the sampler is at fault: a deterministic DDIM sampler with few steps
+jumps from a noisy x_t straight to the model's posterior-mean estimate of x0, which is smoother than a sample.
+This module draws the same noise through several settings of the model's saved scheduler and gates each
+(README "Results": the DDIM step count moved the `adm`'s high-frequency gap from -61% to -23%).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from pipeline.demo.dm_training import sample_dm
+from pipeline.demo.faces import jpeg_roundtrip
+from pipeline.demo.quality import quality_report
+from pipeline.errors import ConfigError
+
+__all__ = ["SweepRow", "sweep_sampler"]
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    """One sampler setting's gate. ``signed_gap[k]`` = `QualityReport.relative_gap` with the sign of
+    fake - real (negative = the fakes have less of ``k``); ``best_auc`` = the single statistic that separates
+    these fakes from the held-out reals best, and its AUC."""
+
+    steps: int
+    eta: float
+    seconds: float
+    stats_ok: bool
+    signed_gap: dict[str, float]
+    best_auc: tuple[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def sweep_sampler(
+    model_dir: str | Path,
+    real_train: np.ndarray,
+    real_test: np.ndarray,
+    *,
+    steps: Iterable[int],
+    etas: Iterable[float] = (0.0,),
+    n: int = 256,
+    seed: int = 1,
+    batch_size: int = 64,
+    device: str = "auto",
+    jpeg_quality: int = 75,
+    tolerance: float = 0.15,
+) -> list[SweepRow]:
+    """Sample ``n`` fakes per (steps, eta) with the same seed, JPEG them like the demo's fakes, gate each set.
+
+    Args:
+        model_dir (`str | Path`): a folder written by `train_dm`.
+        real_train, real_test (`np.ndarray`): uint8 `(N, 3, H, W)` real faces (copy check / statistics).
+        steps (`Iterable[int]`): sampling step counts to try.
+        etas (`Iterable[float]`, defaults to `(0.0,)`): DDIM stochasticity values (DDIM models only).
+        n, seed, batch_size, device: as `sample_dm`.
+        jpeg_quality (`int`, defaults to 75): the demo's codec (``demo.jpeg_quality``).
+        tolerance (`float`, defaults to 0.15): the gate's tolerance (``demo.sample.tolerance``).
+    """
+    grid = [(int(s), float(e)) for s in steps for e in etas]
+    if not grid:
+        raise ConfigError("`steps` and `etas` must each name at least one value.")
+    rows = []
+    for s, e in tqdm(grid, desc="sampler settings", unit="setting"):
+        t0 = time.perf_counter()
+        fakes = sample_dm(model_dir, n, seed=seed, batch_size=batch_size, device=device, steps=s, eta=e)
+        seconds = time.perf_counter() - t0
+        rep = quality_report(jpeg_roundtrip(fakes, jpeg_quality), real_train, real_test, tolerance=tolerance)
+        signed = {k: float(np.sign(rep.fake[k] - rep.real[k]) * g) for k, g in rep.relative_gap.items()}
+        best = max(rep.auc.items(), key=lambda kv: kv[1])
+        rows.append(SweepRow(s, e, round(seconds, 2), rep.stats_ok, signed, (best[0], float(best[1]))))
+    return rows

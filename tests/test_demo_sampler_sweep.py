@@ -1,0 +1,83 @@
+"""Sampler sweep: one real tiny DM, gated per (steps, eta) exactly as the demo gates its fakes."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.demo.dm_training import DmTrainConfig, sample_dm, train_dm
+from pipeline.demo.faces import encode_jpeg, jpeg_roundtrip
+from pipeline.demo.quality import quality_report
+from pipeline.demo.sampler_sweep import sweep_sampler
+from pipeline.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+RES = 16
+
+
+def faces(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = rng.integers(60, 200, (n, 3, 1, 1))
+    return np.clip(base + rng.normal(0, 20, (n, 3, RES, RES)), 0, 255).astype(np.uint8)
+
+
+def tiny_dm(folder: Path, sampler: str = "ddim") -> Path:
+    cfg = DmTrainConfig(
+        unet="tiny", resolution=RES, steps=6, batch_size=8, warmup=2, sample_steps=4, sampler=sampler
+    )
+    train_dm(cfg, faces(16, 0), folder, seed=0, device="cpu")
+    return folder
+
+
+def test_sweep_gates_each_setting_like_the_demo(tmp_path: Path) -> None:
+    model = tiny_dm(tmp_path / "adm")
+    train, test = faces(16, 1), faces(12, 2)
+    rows = sweep_sampler(model, train, test, steps=[2, 4], etas=[0.0, 1.0], n=6, device="cpu")
+    assert [(r.steps, r.eta) for r in rows] == [(2, 0.0), (2, 1.0), (4, 0.0), (4, 1.0)]
+    # Each row is the gate of sample_dm's fakes after the codec, with the sign of fake - real.
+    fakes = jpeg_roundtrip(sample_dm(model, 6, seed=1, device="cpu", steps=4), 75)
+    rep = quality_report(fakes, train, test)
+    row = rows[2]
+    assert row.stats_ok == rep.stats_ok
+    for k, gap in rep.relative_gap.items():
+        assert row.signed_gap[k] == pytest.approx(np.sign(rep.fake[k] - rep.real[k]) * gap)
+    assert row.best_auc == (max(rep.auc, key=rep.auc.get), pytest.approx(max(rep.auc.values())))
+    # eta adds DDIM's ancestral noise: other images from the same initial noise.
+    stochastic = sample_dm(model, 6, seed=1, device="cpu", steps=4, eta=1.0)
+    assert not np.array_equal(stochastic, sample_dm(model, 6, seed=1, device="cpu", steps=4))
+
+
+def test_eta_needs_a_ddim_sampler(tmp_path: Path) -> None:
+    model = tiny_dm(tmp_path / "iddpm", sampler="ddpm")
+    with pytest.raises(ConfigError, match="`eta` needs a DDIM sampler"):
+        sample_dm(model, 2, seed=0, device="cpu", steps=2, eta=1.0)
+    with pytest.raises(ConfigError, match="at least one"):
+        sweep_sampler(model, faces(4, 1), faces(4, 2), steps=[], device="cpu")
+
+
+def test_cli_writes_the_rows(tmp_path: Path) -> None:
+    model = tiny_dm(tmp_path / "adm")
+    labels = ["path,split,source"]  # the `faces` stage's layout
+    for split, seed in (("train", 1), ("test", 2)):
+        (tmp_path / "faces" / split).mkdir(parents=True)
+        for i, img in enumerate(faces(8, seed)):
+            rel = f"{split}/{i:06d}.jpg"
+            (tmp_path / "faces" / rel).write_bytes(
+                encode_jpeg(np.ascontiguousarray(img.transpose(1, 2, 0)), 75)
+            )
+            labels.append(f"{rel},{split},synthetic")
+    (tmp_path / "faces" / "labels.csv").write_text("\n".join(labels) + "\n")
+    out = tmp_path / "sweep.json"
+    args = ["dm-sweep", str(model), "--faces", str(tmp_path / "faces"), "--steps", "3", "--n", "4"]
+    result = CliRunner().invoke(app, [*args, "--device", "cpu", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())
+    assert [r["steps"] for r in rows] == [3] and set(rows[0]["signed_gap"]) >= {"hf_energy", "std"}
+    assert "hf_energy" in result.output
