@@ -316,3 +316,18 @@ def test_training_state_of_another_recipe_is_not_resumed(tmp_path: Path) -> None
         small(steps=6, lr=1e-3), faces(12), tmp_path / "d", seed=0, device="cpu", work_dir=work
     )
     assert other_data["resumed_from_step"] == 0
+
+
+def test_changing_only_the_sampler_resamples_without_retraining(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    first = train_dm(small(steps=6), faces(16), tmp_path / "a", seed=0, device="cpu", work_dir=work)
+    resampled = train_dm(
+        small(steps=6, sample_steps=2, clip_sample_range=2.0, stats_every=3, stats_samples=4),
+        faces(16), tmp_path / "b", seed=0, device="cpu", work_dir=work,
+    )  # fmt: skip
+    assert first["resumed_from_step"] == 0 and resampled["resumed_from_step"] == 6  # no step retrained
+    a = load_file(str(tmp_path / "a" / "unet" / "diffusion_pytorch_model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "unet" / "diffusion_pytorch_model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    sched = json.loads((tmp_path / "b" / "scheduler" / "scheduler_config.json").read_text())
+    assert sched["clip_sample_range"] == 2.0 and resampled["config"]["sample_steps"] == 2

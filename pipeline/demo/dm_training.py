@@ -257,6 +257,15 @@ def _load_sampler(folder: Path) -> SchedulerMixin:
 
 
 # -- training ----------------------------------------------------------------------------------------
+# Config keys that change how the trained model samples or what is logged, never the weights: a run differing
+# from a saved training state only in these resumes it (a finished one re-samples without retraining), so
+# `dvc exp run -S 'demo.generators.adm.train.sample_steps=...'` costs a sampling, not hours of training.
+_SAMPLING_ONLY = frozenset(
+    {"sampler", "sample_steps", "clip_sample_range", "ddpm_variance", "log_every", "stats_every",
+     "stats_samples", "jpeg_quality"}
+)  # fmt: skip
+
+
 def _training_code() -> list[Any]:
     """Modules whose source shapes a run: a saved training state is resumed only under the same code."""
     import sys
@@ -535,7 +544,8 @@ def train_dm(
     dev = resolve_device(device)
     gen = seed_everything(seed)
     data = to_model(arr)
-    key = recipe_key(asdict(config), seed=seed, images=arr, code=_training_code())
+    recipe = {k: v for k, v in asdict(config).items() if k not in _SAMPLING_ONLY}
+    key = recipe_key(recipe, seed=seed, images=arr, code=_training_code())
     ckpt = TrainingCheckpoint(work_dir, key, every_seconds=checkpoint_seconds)
     state = ckpt.load(max_step=config.steps)
     if state is not None:
