@@ -124,3 +124,15 @@ def test_resumed_training_equals_an_uninterrupted_run(arch: str, faces: np.ndarr
         get_config(arch=arch, steps=8, lr=1e-3), faces, tmp_path / "c", seed=5, device=cpu, work_dir=work
     )
     assert other.resumed_from_step == 0  # another recipe: its state is not used
+
+
+def test_changing_only_logging_keys_resumes_the_saved_state(faces: np.ndarray, tmp_path: Path) -> None:
+    cpu, work = torch.device("cpu"), tmp_path / "work"
+    train_gan(get_config(steps=4), faces, tmp_path / "a", seed=5, device=cpu, work_dir=work)
+    relogged = train_gan(
+        get_config(steps=4, stats_every=3, log_every=2, jpeg_quality=90), faces, tmp_path / "b", seed=5,
+        device=cpu, work_dir=work,
+    )  # fmt: skip
+    assert relogged.resumed_from_step == 4  # nothing retrained
+    a, b = load_generator(tmp_path / "a").state_dict(), load_generator(tmp_path / "b").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

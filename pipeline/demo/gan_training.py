@@ -212,7 +212,6 @@ def _generate(g: nn.Module, z: torch.Tensor, mixing_prob: float, rng: np.random.
 
 
 @torch.no_grad()
-@torch.no_grad()
 def _sample_statistics(g: nn.Module, z: torch.Tensor, jpeg_quality: int) -> dict[str, float]:
     """Gate statistics of ``g``'s samples for ``z`` after the demo's JPEG codec (random noise, psi = 1).
 
@@ -227,6 +226,11 @@ def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
         pe.lerp_(pm, 1.0 - decay)
     for be, bm in zip(ema.buffers(), model.buffers(), strict=True):
         be.copy_(bm)
+
+
+# Config keys that only change what is logged (statistics draw from a forked RNG): a run differing from a
+# saved state only in these resumes it, as `pipeline.demo.dm_training` does for its sampling-only keys.
+_LOGGING_ONLY = frozenset({"log_every", "stats_every", "jpeg_quality"})
 
 
 def _training_code() -> list[Any]:
@@ -284,11 +288,9 @@ def train_gan(
         config.steps,
     )
 
-    ckpt = TrainingCheckpoint(
-        work_dir,
-        recipe_key(asdict(config), seed=seed, images=images, code=_training_code()),
-        every_seconds=checkpoint_seconds,
-    )
+    recipe = {k: v for k, v in asdict(config).items() if k not in _LOGGING_ONLY}
+    key = recipe_key(recipe, seed=seed, images=images, code=_training_code())
+    ckpt = TrainingCheckpoint(work_dir, key, every_seconds=checkpoint_seconds)
     state = ckpt.load(max_step=config.steps)
     if state is not None:
         ckpt.restore_live(live_dir)
