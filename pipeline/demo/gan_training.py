@@ -288,8 +288,7 @@ def train_gan(
         config.steps,
     )
 
-    recipe = {k: v for k, v in asdict(config).items() if k not in _LOGGING_ONLY}
-    key = recipe_key(recipe, seed=seed, images=images, code=_training_code())
+    key = recipe_key(asdict(config), seed=seed, images=images, code=_training_code(), ignore=_LOGGING_ONLY)
     ckpt = TrainingCheckpoint(work_dir, key, every_seconds=checkpoint_seconds)
     state = ckpt.load(max_step=config.steps)
     if state is not None:

@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Collection
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -33,11 +34,20 @@ STATE_FILE = "state.pt"
 LIVE_COPY = "live"
 
 
-def recipe_key(config: dict[str, Any], *, seed: int, images: np.ndarray, code: list[ModuleType]) -> str:
-    """SHA-256 over what determines a training run except its length: config without ``steps``, seed, the
-    training images' bytes and the source files of the modules that train."""
+def recipe_key(
+    config: dict[str, Any],
+    *,
+    seed: int,
+    images: np.ndarray,
+    code: list[ModuleType],
+    ignore: Collection[str] = (),
+) -> str:
+    """SHA-256 over what determines a training run except its length: config without ``steps`` (and without
+    the ``ignore`` keys: sampling or logging settings that never change the weights), seed, the training
+    images' bytes and the source files of the modules that train."""
+    skip = {"steps", *ignore}
     h = hashlib.sha256()
-    h.update(json.dumps({k: v for k, v in config.items() if k != "steps"}, sort_keys=True).encode())
+    h.update(json.dumps({k: v for k, v in config.items() if k not in skip}, sort_keys=True).encode())
     h.update(str(seed).encode())
     h.update(str(images.shape).encode())
     h.update(np.ascontiguousarray(images).tobytes())
