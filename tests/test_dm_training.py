@@ -16,7 +16,6 @@ from pipeline.demo.dm_training import (
     DmTrainConfig,
     _diffusion_loss,
     _load_sampler,
-    _noisy_input,
     _x0_error_by_t,
     sample_dm,
     train_dm,
@@ -133,38 +132,6 @@ def test_config_validation() -> None:
         DmTrainConfig(clip_sample_range=0.0)
     with pytest.raises(ConfigError, match="snr_gamma"):
         DmTrainConfig(snr_gamma=-5.0)
-    with pytest.raises(ConfigError, match="input_perturbation"):
-        DmTrainConfig(input_perturbation=-0.1)
-
-
-def test_input_perturbation_moves_the_input_not_the_target() -> None:
-    """DDPM-IP: x_t is built from eps + gamma xi (an extra sqrt(1 - abar) gamma xi on x_t); gamma 0 is
-    ``add_noise`` exactly and draws nothing from the generator."""
-    sched = DDPMScheduler(num_train_timesteps=1000, prediction_type="v_prediction")
-    gen = torch.Generator().manual_seed(2)
-    x0, noise = torch.randn(4, 3, 16, 16, generator=gen), torch.randn(4, 3, 16, 16, generator=gen)
-    t = torch.tensor([5, 100, 500, 900])
-    before = gen.get_state()
-    assert torch.equal(_noisy_input(sched, x0, noise, t, 0.0, gen), sched.add_noise(x0, noise, t))
-    assert torch.equal(gen.get_state(), before)
-    extra = _noisy_input(sched, x0, noise, t, 0.1, gen) - sched.add_noise(x0, noise, t)
-    xi = extra / (0.1 * (1 - sched.alphas_cumprod[t]).sqrt().view(-1, 1, 1, 1))
-    assert torch.allclose(
-        xi, torch.randn(4, 3, 16, 16, generator=torch.Generator().set_state(before)), atol=1e-4
-    )
-    # The target stays the unperturbed velocity: a model predicting it exactly has zero loss.
-    v = sched.get_velocity(x0, noise, t)
-    assert _diffusion_loss(v, x0, noise, t, sched, 0.0) == 0
-
-
-def test_input_perturbation_trains_a_different_model(tmp_path: Path) -> None:
-    plain = train_dm(small(), faces(), tmp_path / "plain", seed=0, device="cpu")
-    ip = train_dm(small(input_perturbation=0.1), faces(), tmp_path / "ip", seed=0, device="cpu")
-    assert ip["config"]["input_perturbation"] == 0.1 and np.isfinite(ip["final_loss_avg100"])
-    assert ip["final_loss_avg100"] != plain["final_loss_avg100"]
-    a = load_file(tmp_path / "plain" / "unet" / "diffusion_pytorch_model.safetensors")
-    b = load_file(tmp_path / "ip" / "unet" / "diffusion_pytorch_model.safetensors")
-    assert any(not torch.equal(a[k], b[k]) for k in a)
 
 
 def test_min_snr_weighting_matches_its_formula() -> None:

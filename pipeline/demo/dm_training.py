@@ -111,11 +111,6 @@ class DmTrainConfig:
         snr_gamma (`float`): Min-SNR-gamma loss weighting (Hang et al. 2023): each sample's epsilon MSE is
             weighted by ``min(SNR(t), gamma) / SNR(t)``, so the many easy low-noise steps stop dominating the
             gradient; the paper reports ~3x faster convergence with gamma 5. 0 = the unweighted DDPM loss.
-        input_perturbation (`float`): DDPM-IP (Ning et al. 2023, "Input Perturbation Reduces Exposure Bias in
-            Diffusion Models"; diffusers' ``--input_perturbation``): the UNet sees ``x_t`` built from
-            ``eps + gamma * xi`` while the target keeps ``eps``, so training inputs are as imperfect as the
-            sampler's own and samples drift less towards the smooth mean; the paper uses 0.1. Sampling and
-            DDIM inversion are unchanged. 0 = off (and no extra random draw).
         stats_every (`int`): every this many steps, ``stats_samples`` samples of the EMA model (its saved
             sampler) go through the demo's JPEG codec (``jpeg_quality``) and their gate statistics are logged
             (dvclive ``stats/*``, report ``stats_history``); 0 = never. It costs ``stats_samples x
@@ -148,7 +143,6 @@ class DmTrainConfig:
     ae_adv_weight: float = 0.5
     ae_adv_start: int = 500
     snr_gamma: float = 0.0
-    input_perturbation: float = 0.0
     log_every: int = 25
     stats_every: int = 0
     stats_samples: int = 128
@@ -189,10 +183,6 @@ class DmTrainConfig:
             raise ConfigError(f"`stats_every` must be an int >= 0 (0 = off). Got {self.stats_every!r}.")
         if not self.clip_sample_range > 0:
             raise ConfigError(f"`clip_sample_range` must be > 0. Got {self.clip_sample_range!r} instead.")
-        if not 0.0 <= self.input_perturbation < 1.0:
-            raise ConfigError(
-                f"`input_perturbation` must be in [0, 1) (0 = off). Got {self.input_perturbation!r} instead."
-            )
         if not self.snr_gamma >= 0:
             raise ConfigError(f"`snr_gamma` must be >= 0 (0 = off). Got {self.snr_gamma!r} instead.")
         if self.ae_adv_weight < 0 or self.ae_adv_start < 0:
@@ -309,22 +299,6 @@ def _target(sched: DDPMScheduler, x0: torch.Tensor, noise: torch.Tensor, t: torc
     if sched.config.prediction_type == "v_prediction":
         return sched.get_velocity(x0, noise, t)
     return noise
-
-
-def _noisy_input(
-    sched: DDPMScheduler,
-    x0: torch.Tensor,
-    noise: torch.Tensor,
-    t: torch.Tensor,
-    perturbation: float,
-    gen: torch.Generator,
-) -> torch.Tensor:
-    """The UNet's training input x_t. With DDPM-IP's ``perturbation`` gamma it is built from
-    ``noise + gamma * xi`` (xi ~ N(0, I), drawn from ``gen`` only when gamma > 0) while the loss keeps the
-    target of ``noise``: the model learns to denoise inputs as imperfect as its own sampling trajectory's."""
-    if perturbation:
-        noise = noise + perturbation * torch.randn(noise.shape, generator=gen).to(noise.device)
-    return sched.add_noise(x0, noise, t)
 
 
 def _diffusion_loss(
@@ -659,7 +633,7 @@ def train_dm(
         # DDPM loss (Ho et al. 2020, Alg. 1): t ~ U{0..T-1}, eps ~ N(0, I), regress eps (or v) from x_t.
         noise = torch.randn(x0.shape, generator=gen).to(dev)
         t = torch.randint(0, config.num_train_timesteps, (x0.shape[0],), generator=gen).to(dev)
-        x_t = _noisy_input(noise_sched, x0, noise, t, config.input_perturbation, gen)
+        x_t = noise_sched.add_noise(x0, noise, t)
         loss = _diffusion_loss(unet(x_t, t).sample, x0, noise, t, noise_sched, config.snr_gamma)
         opt.zero_grad(set_to_none=True)
         loss.backward()
