@@ -130,6 +130,9 @@ def dm_sweep(
     faces: Path = typer.Option(Path("data/demo/faces"), help="Demo faces folder (train + test reals)."),
     steps: list[int] = typer.Option([10, 50, 200], help="Sampling step counts to try (repeat the option)."),
     eta: list[float] = typer.Option([0.0], help="DDIM eta values to try (0 = deterministic; DDIM only)."),
+    eps_scale: list[float] = typer.Option(
+        [1.0], help="Epsilon-scaling lambdas to try (noise estimate / lambda at each step; 1 = off)."
+    ),
     n: int = typer.Option(256, help="Fakes per setting (the same noise for every setting)."),
     seed: int = typer.Option(1, help="Seed of the initial (and ancestral) noise."),
     jpeg_quality: int = typer.Option(75, help="The demo codec's JPEG quality (demo.jpeg_quality)."),
@@ -146,19 +149,22 @@ def dm_sweep(
 
     try:
         rows = sweep_sampler(
-            model, load_faces(faces, "train"), load_faces(faces, "test"), steps=steps, etas=eta, n=n,
+            model, load_faces(faces, "train"), load_faces(faces, "test"), steps=steps, etas=eta,
+            eps_scales=eps_scale, n=n,
             seed=seed, device=device, jpeg_quality=jpeg_quality, tolerance=tolerance,
         )  # fmt: skip
     except MultireconError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from exc
     keys = ("mean", "std", "hf_energy", "colourfulness")
-    typer.echo(f"{'steps':>5} {'eta':>4} " + " ".join(f"{k:>13}" for k in keys) + "  gate  best AUC   s")
+    head = f"{'steps':>5} {'eta':>4} {'lambda':>6} "
+    typer.echo(head + " ".join(f"{k:>13}" for k in keys) + "  gate  best AUC   s")
     for r in rows:
         gaps = " ".join(f"{100 * r.signed_gap[k]:>+12.1f}%" for k in keys)
         verdict = "pass" if r.stats_ok else "FAIL"
         auc = f"{r.best_auc[0]} {r.best_auc[1]:.2f}"
-        typer.echo(f"{r.steps:>5} {r.eta:>4.1f} {gaps}  {verdict}  {auc}  {r.seconds:.0f}")
+        setting = f"{r.steps:>5} {r.eta:>4.1f} {r.eps_scale:>6.3f}"
+        typer.echo(f"{setting} {gaps}  {verdict}  {auc}  {r.seconds:.0f}")
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps([r.to_dict() for r in rows], indent=1))

@@ -14,7 +14,8 @@ import yaml
 from typer.testing import CliRunner
 
 from pipeline.cache import CacheReader, write_input_store
-from pipeline.demo.dm_training import DmTrainConfig, sample_dm, train_dm
+from pipeline.demo.dm_sampling import sample_dm
+from pipeline.demo.dm_training import DmTrainConfig, train_dm
 from stages.recon_ddim import app
 
 if TYPE_CHECKING:

@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.demo.dm_training import DmTrainConfig, sample_dm, train_dm
+from pipeline.demo.dm_sampling import sample_dm
+from pipeline.demo.dm_training import DmTrainConfig, train_dm
 from pipeline.demo.faces import encode_jpeg, jpeg_roundtrip
 from pipeline.demo.quality import quality_report
 from pipeline.demo.sampler_sweep import sweep_sampler
@@ -52,6 +53,10 @@ def test_sweep_gates_each_setting_like_the_demo(tmp_path: Path) -> None:
     # eta adds DDIM's ancestral noise: other images from the same initial noise.
     stochastic = sample_dm(model, 6, seed=1, device="cpu", steps=4, eta=1.0)
     assert not np.array_equal(stochastic, sample_dm(model, 6, seed=1, device="cpu", steps=4))
+    # Epsilon scaling is a third axis; lambda 1 is the plain sampler (same noise, same gate as above).
+    scaled = sweep_sampler(model, train, test, steps=[4], eps_scales=[1.0, 1.05], n=6, device="cpu")
+    assert [(r.steps, r.eta, r.eps_scale) for r in scaled] == [(4, 0.0, 1.0), (4, 0.0, 1.05)]
+    assert scaled[0].signed_gap == row.signed_gap and scaled[1].signed_gap != row.signed_gap
 
 
 def test_eta_needs_a_ddim_sampler(tmp_path: Path) -> None:

@@ -12,14 +12,8 @@ from diffusers import DDPMScheduler
 from PIL import Image
 from safetensors.torch import load_file
 
-from pipeline.demo.dm_training import (
-    DmTrainConfig,
-    _diffusion_loss,
-    _load_sampler,
-    _x0_error_by_t,
-    sample_dm,
-    train_dm,
-)
+from pipeline.demo.dm_sampling import load_sampler, sample_dm
+from pipeline.demo.dm_training import DmTrainConfig, _diffusion_loss, _x0_error_by_t, train_dm
 from pipeline.demo.quality import GATE_STATISTICS
 from pipeline.errors import ConfigError, InputDataError, ModelLoadError
 from pipeline.inversion.ddim import DDIMReconstructor, build_ddim_schedulers
@@ -114,7 +108,7 @@ def test_other_samplers(tmp_path: Path, sampler: str, schedule: str) -> None:
         assert saved["variance_type"] == "fixed_large"
     if sampler in ("ddpm", "ddim"):  # so is the x0 clip bound, and loading keeps it
         assert saved["clip_sample_range"] == 2.0
-        assert _load_sampler(out).config.clip_sample_range == 2.0
+        assert load_sampler(out).config.clip_sample_range == 2.0
 
 
 def test_config_validation() -> None:
@@ -130,6 +124,8 @@ def test_config_validation() -> None:
         DmTrainConfig(sample_steps=2000)
     with pytest.raises(ConfigError, match="clip_sample_range"):
         DmTrainConfig(clip_sample_range=0.0)
+    with pytest.raises(ConfigError, match="eps_scale"):
+        DmTrainConfig(eps_scale=3.0)
     with pytest.raises(ConfigError, match="snr_gamma"):
         DmTrainConfig(snr_gamma=-5.0)
 
@@ -322,7 +318,7 @@ def test_changing_only_the_sampler_resamples_without_retraining(tmp_path: Path) 
     work = tmp_path / "work"
     first = train_dm(small(steps=6), faces(16), tmp_path / "a", seed=0, device="cpu", work_dir=work)
     resampled = train_dm(
-        small(steps=6, sample_steps=2, clip_sample_range=2.0, stats_every=3, stats_samples=4),
+        small(steps=6, sample_steps=2, eps_scale=1.02, clip_sample_range=2.0, stats_every=3, stats_samples=4),
         faces(16), tmp_path / "b", seed=0, device="cpu", work_dir=work,
     )  # fmt: skip
     assert first["resumed_from_step"] == 0 and resampled["resumed_from_step"] == 6  # no step retrained
@@ -331,3 +327,10 @@ def test_changing_only_the_sampler_resamples_without_retraining(tmp_path: Path) 
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     sched = json.loads((tmp_path / "b" / "scheduler" / "scheduler_config.json").read_text())
     assert sched["clip_sample_range"] == 2.0 and resampled["config"]["sample_steps"] == 2
+    # The saved sampler is the report's: its eps_scale is sample_dm's default, and it changes the samples.
+    assert resampled["config"]["eps_scale"] == 1.02
+    scaled = sample_dm(tmp_path / "b", 3, seed=1, device="cpu")
+    assert np.array_equal(scaled, sample_dm(tmp_path / "b", 3, seed=1, device="cpu", eps_scale=1.02))
+    assert not np.array_equal(scaled, sample_dm(tmp_path / "b", 3, seed=1, device="cpu", eps_scale=1.0))
+    with pytest.raises(ConfigError, match="eps_scale"):
+        sample_dm(tmp_path / "b", 1, seed=1, device="cpu", eps_scale=0.0)

@@ -25,10 +25,8 @@ pre-clamp range is reported.
 from __future__ import annotations
 
 import copy
-import inspect
 import json
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,12 +45,13 @@ from diffusers import (
 from diffusers.training_utils import compute_snr
 from tqdm.auto import tqdm
 
+from pipeline.demo.dm_sampling import run_sampler, sample_folder
 from pipeline.demo.faces import jpeg_roundtrip
 from pipeline.demo.resume import TrainingCheckpoint, recipe_key, step_bar
 from pipeline.demo.statistics import relative_gaps, summary_statistics
 from pipeline.device import resolve_device, seed_everything
-from pipeline.errors import ConfigError, InputDataError, ModelLoadError, MultireconError
-from pipeline.imaging import from_model, to_model
+from pipeline.errors import ConfigError, InputDataError
+from pipeline.imaging import to_model
 from pipeline.inversion.ddim import build_ddim_schedulers
 from pipeline.models.autoencoder import AUTOENCODER_PRESETS, build_autoencoder
 from pipeline.models.patch_discriminator import PatchDiscriminator
@@ -62,7 +61,7 @@ from pipeline.plots import save_image_grid
 if TYPE_CHECKING:
     from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-__all__ = ["DmTrainConfig", "SamplingError", "sample_dm", "train_dm"]
+__all__ = ["DmTrainConfig", "train_dm"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,10 +70,6 @@ Sampler = Literal["ddim", "ddpm", "dpmsolver", "pndm"]
 _SAMPLERS = ("ddim", "ddpm", "dpmsolver", "pndm")
 _SCHEDULES = ("linear", "squaredcos_cap_v2")
 _PREDICTION_TYPES = ("epsilon", "v_prediction")
-
-
-class SamplingError(MultireconError):
-    """Sampling produced NaN/Inf: the model diverged or is broken."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,6 +90,9 @@ class DmTrainConfig:
         hflip (`bool`): random horizontal flips of training images.
         sampler (`"ddim" | "ddpm" | "dpmsolver" | "pndm"`): the scheduler saved with the model.
         sample_steps (`int`): sampling steps used by `sample_dm` and for ``samples.png``.
+        eps_scale (`float`): epsilon scaling at sampling time (`pipeline.demo.dm_sampling`; Ning et al. 2024):
+            the noise estimate is divided by this lambda at every step. 1 = the plain sampler. Sampling only:
+            it never changes the weights, reconstruction never uses it.
         clip_sample_range (`float`): pixel samplers clip the predicted x0 to ``[-r, r]`` (DDIM, DDPM;
             DPM-Solver's ``sample_max_value``). 1 is guided-diffusion's ``clip_denoised``; a DDIM model used
             for reconstruction should match ``recon.ddim.clip_sample_range`` (see `pipeline.inversion.ddim`).
@@ -133,6 +131,7 @@ class DmTrainConfig:
     hflip: bool = True
     sampler: str = "ddim"
     sample_steps: int = 50
+    eps_scale: float = 1.0
     clip_sample_range: float = 1.0
     ddpm_variance: str = "fixed_small"
     autoencoder: str = "kl-f4-s"
@@ -181,6 +180,8 @@ class DmTrainConfig:
             raise ConfigError(f"`ema_decay` must be in [0, 1). Got {self.ema_decay!r} instead.")
         if not isinstance(self.stats_every, int) or self.stats_every < 0:
             raise ConfigError(f"`stats_every` must be an int >= 0 (0 = off). Got {self.stats_every!r}.")
+        if not 0.5 <= self.eps_scale <= 2.0:
+            raise ConfigError(f"`eps_scale` must be in [0.5, 2] (1 = off). Got {self.eps_scale!r} instead.")
         if not self.clip_sample_range > 0:
             raise ConfigError(f"`clip_sample_range` must be > 0. Got {self.clip_sample_range!r} instead.")
         if not self.snr_gamma >= 0:
@@ -232,37 +233,13 @@ def _sampler_scheduler(config: DmTrainConfig) -> SchedulerMixin:
     return PNDMScheduler(**betas, skip_prk_steps=True)
 
 
-def _load_sampler(folder: Path) -> SchedulerMixin:
-    path = folder / "scheduler" / "scheduler_config.json"
-    if not path.is_file():
-        raise ModelLoadError(
-            f"diffusion model folder {str(folder)!r} has no scheduler/scheduler_config.json."
-        )
-    cfg = json.loads(path.read_text())
-    cls = cfg.get("_class_name")
-    if cls == "DDIMScheduler":
-        # Exactly the forward scheduler DDIM reconstruction builds from this folder.
-        return build_ddim_schedulers(
-            cfg,
-            clip_sample=bool(cfg.get("clip_sample", False)),
-            clip_sample_range=float(cfg.get("clip_sample_range", 1.0)),
-            source=f"scheduler config {str(path)!r}",
-        )[0]
-    classes = {c.__name__: c for c in (DDPMScheduler, DPMSolverMultistepScheduler, PNDMScheduler)}
-    if cls not in classes:
-        raise ModelLoadError(
-            f"scheduler config {str(path)!r} names {cls!r}; expected one of {['DDIMScheduler', *classes]}."
-        )
-    return classes[cls].from_config(cfg)
-
-
 # -- training ----------------------------------------------------------------------------------------
 # Config keys that change how the trained model samples or what is logged, never the weights: a run differing
 # from a saved training state only in these resumes it (a finished one re-samples without retraining), so
 # `dvc exp run -S 'demo.generators.adm.train.sample_steps=...'` costs a sampling, not hours of training.
 _SAMPLING_ONLY = frozenset(
-    {"sampler", "sample_steps", "clip_sample_range", "ddpm_variance", "log_every", "stats_every",
-     "stats_samples", "jpeg_quality"}
+    {"sampler", "sample_steps", "eps_scale", "clip_sample_range", "ddpm_variance", "log_every",
+     "stats_every", "stats_samples", "jpeg_quality"}
 )  # fmt: skip
 
 
@@ -672,7 +649,15 @@ def train_dm(
         final_loss_avg100=float(np.mean(recent)),
     )
     (out / "train_report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
-    samples, pre = _sample(out, 64, seed=seed, batch_size=64, device=str(dev), steps=config.sample_steps)
+    samples, pre = sample_folder(
+        out,
+        64,
+        seed=seed,
+        batch_size=64,
+        device=str(dev),
+        steps=config.sample_steps,
+        eps_scale=config.eps_scale,
+    )
     save_image_grid(samples, out / "samples.png")
     report.update(
         sample_stats=summary_statistics(samples),
@@ -691,7 +676,7 @@ def _sample_statistics(
     unet: UNet2DModel, vae: AutoencoderKL | None, config: DmTrainConfig, *, seed: int
 ) -> dict[str, float]:
     """Gate statistics of the EMA model's samples (the sampler it will be saved with) after the JPEG codec."""
-    images, _ = _run_sampler(
+    images, _ = run_sampler(
         unet,
         vae,
         _sampler_scheduler(config),
@@ -700,126 +685,6 @@ def _sample_statistics(
         batch_size=min(config.stats_samples, 128),
         steps=config.sample_steps,
         where="training-time samples",
+        eps_scale=config.eps_scale,
     )
     return summary_statistics(jpeg_roundtrip(images, config.jpeg_quality))
-
-
-# -- sampling ----------------------------------------------------------------------------------------
-def _sample(
-    model_dir: Path, n: int, *, seed: int, batch_size: int, device: str, steps: int | None, eta: float = 0.0
-) -> tuple[np.ndarray, tuple[float, float, float]]:
-    folder = Path(model_dir)
-    if not (folder / "unet").is_dir():
-        raise ModelLoadError(f"diffusion model folder {str(folder)!r} has no unet/ subfolder.")
-    if steps is None:
-        rep = folder / "train_report.json"
-        if not rep.is_file():
-            raise ModelLoadError(f"{str(rep)!r} is missing; pass `steps` to sample_dm explicitly.")
-        steps = int(json.loads(rep.read_text())["config"]["sample_steps"])
-    dev = resolve_device(device)
-    try:
-        unet = UNet2DModel.from_pretrained(str(folder / "unet"), low_cpu_mem_usage=False).to(dev).eval()
-        vae = (
-            AutoencoderKL.from_pretrained(str(folder / "vae"), low_cpu_mem_usage=False).to(dev).eval()
-            if (folder / "vae").is_dir()
-            else None
-        )
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise ModelLoadError(f"diffusers could not load the model in {str(folder)!r}: {exc}") from exc
-    images, (lo, hi, frac) = _run_sampler(
-        unet,
-        vae,
-        _load_sampler(folder),
-        n,
-        seed=seed,
-        batch_size=batch_size,
-        steps=steps,
-        where=str(folder),
-        eta=eta,
-    )
-    if frac > 0.05:
-        logger.warning(
-            "samples exceed [-1, 1] before clamping <model=%s> <frac=%.3f> <min=%.2f> <max=%.2f>",
-            folder,
-            frac,
-            lo,
-            hi,
-        )
-    return images, (lo, hi, frac)
-
-
-def _run_sampler(
-    unet: UNet2DModel,
-    vae: AutoencoderKL | None,
-    scheduler: SchedulerMixin,
-    n: int,
-    *,
-    seed: int,
-    batch_size: int,
-    steps: int,
-    where: str,
-    eta: float = 0.0,
-) -> tuple[np.ndarray, tuple[float, float, float]]:
-    """``n`` uint8 samples and the pre-clamp (min, max, share outside [-1, 1]). Noise comes from a private
-    generator seeded with ``seed``, never from the global RNG (training can sample mid-run unperturbed).
-    ``eta`` > 0 makes a DDIM sampler stochastic (eta 1 = ancestral DDPM on the same timesteps)."""
-    dev = next(unet.parameters()).device
-    scheduler.set_timesteps(steps)
-    step_params = inspect.signature(scheduler.step).parameters
-    accepts_gen = "generator" in step_params
-    if eta and "eta" not in step_params:
-        raise ConfigError(f"`eta` needs a DDIM sampler; {where!r} samples with {type(scheduler).__name__}.")
-    gen = torch.Generator().manual_seed(seed)
-    c, side = unet.config.in_channels, unet.config.sample_size
-    x_all = torch.randn((n, c, side, side), generator=gen) * scheduler.init_noise_sigma
-    outs = []
-    lo, hi, outside, total = math.inf, -math.inf, 0, 0
-    with torch.inference_mode():
-        for s in range(0, n, batch_size):
-            x = x_all[s : s + batch_size].to(dev)
-            scheduler.set_timesteps(steps)  # multistep solvers keep a per-chain history: reset it
-            for t in scheduler.timesteps:
-                eps = unet(scheduler.scale_model_input(x, t), t).sample
-                kw: dict[str, Any] = {"generator": gen} if accepts_gen else {}
-                if eta:
-                    kw["eta"] = eta
-                x = scheduler.step(eps, t, x, **kw).prev_sample
-            if vae is not None:
-                x = vae.decode(x / vae.config.scaling_factor).sample
-            if not torch.isfinite(x).all():
-                raise SamplingError(f"sampling from {where!r} produced NaN/Inf (steps={steps}).")
-            lo, hi = min(lo, float(x.min())), max(hi, float(x.max()))
-            outside += int((x.abs() > 1).sum())
-            total += x.numel()
-            outs.append(from_model(x))  # the only clamp: the final image
-    return np.concatenate(outs), (lo, hi, outside / max(1, total))
-
-
-def sample_dm(
-    model_dir: str | Path,
-    n: int,
-    *,
-    seed: int,
-    batch_size: int = 64,
-    device: str = "auto",
-    steps: int | None = None,
-    eta: float = 0.0,
-) -> np.ndarray:
-    """Draw ``n`` uint8 `(n, 3, H, W)` samples with the model folder's saved sampler.
-
-    Args:
-        model_dir (`str | Path`): a folder written by `train_dm` (``unet/``, ``scheduler/``, maybe ``vae/``).
-        n (`int`): number of images.
-        seed (`int`): seeds the initial noise (and ancestral noise); same seed, same images.
-        batch_size (`int`, defaults to 64): images per UNet call.
-        device (`str`, defaults to `"auto"`): torch device name.
-        steps (`int`, *optional*): sampling steps; default ``sample_steps`` from ``train_report.json``.
-        eta (`float`, defaults to 0): DDIM's stochasticity (0 = deterministic, as saved and as reconstruction
-            inverts; 1 = ancestral). Other samplers refuse eta > 0.
-    """
-    if not isinstance(n, int) or n < 1:
-        raise ConfigError(f"`n` must be a positive int. Got {n!r} instead.")
-    if not eta >= 0:
-        raise ConfigError(f"`eta` must be >= 0. Got {eta!r} instead.")
-    folder = Path(model_dir)
-    return _sample(folder, n, seed=seed, batch_size=batch_size, device=device, steps=steps, eta=eta)[0]

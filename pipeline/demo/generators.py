@@ -125,6 +125,6 @@ def sample_generator(
         from pipeline.demo.gan_training import sample_gan
 
         return sample_gan(model_dir, n, seed=seed, batch_size=batch_size, device=device)
-    from pipeline.demo.dm_training import sample_dm
+    from pipeline.demo.dm_sampling import sample_dm
 
     return sample_dm(model_dir, n, seed=seed, batch_size=batch_size, device=device)

@@ -1,4 +1,4 @@
-"""How a trained demo DM's fakes depend on its sampler: the quality gate per (steps, eta) setting.
+"""How a trained demo DM's fakes depend on its sampler: the quality gate per (steps, eta, eps_scale).
 
 The gate (`pipeline.demo.quality`) judges fakes drawn with one sampler setting. When a DM fails it, the
 next question is whether the model or the sampler is at fault: a deterministic DDIM sampler with few steps
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from pipeline.demo.dm_training import sample_dm
+from pipeline.demo.dm_sampling import sample_dm
 from pipeline.demo.faces import jpeg_roundtrip
 from pipeline.demo.quality import quality_report
 from pipeline.errors import ConfigError
@@ -34,6 +34,7 @@ class SweepRow:
 
     steps: int
     eta: float
+    eps_scale: float
     seconds: float
     stats_ok: bool
     signed_gap: dict[str, float]
@@ -50,6 +51,7 @@ def sweep_sampler(
     *,
     steps: Iterable[int],
     etas: Iterable[float] = (0.0,),
+    eps_scales: Iterable[float] = (1.0,),
     n: int = 256,
     seed: int = 1,
     batch_size: int = 64,
@@ -57,27 +59,31 @@ def sweep_sampler(
     jpeg_quality: int = 75,
     tolerance: float = 0.15,
 ) -> list[SweepRow]:
-    """Sample ``n`` fakes per (steps, eta) with the same seed, JPEG them like the demo's fakes, gate each set.
+    """Sample ``n`` fakes per (steps, eta, eps_scale) with one seed, JPEG them as the demo does, gate each.
 
     Args:
         model_dir (`str | Path`): a folder written by `train_dm`.
         real_train, real_test (`np.ndarray`): uint8 `(N, 3, H, W)` real faces (copy check / statistics).
         steps (`Iterable[int]`): sampling step counts to try.
         etas (`Iterable[float]`, defaults to `(0.0,)`): DDIM stochasticity values (DDIM models only).
+        eps_scales (`Iterable[float]`, defaults to `(1.0,)`): epsilon-scaling lambdas
+            (`pipeline.demo.dm_sampling`; 1 = the plain sampler).
         n, seed, batch_size, device: as `sample_dm`.
         jpeg_quality (`int`, defaults to 75): the demo's codec (``demo.jpeg_quality``).
         tolerance (`float`, defaults to 0.15): the gate's tolerance (``demo.sample.tolerance``).
     """
-    grid = [(int(s), float(e)) for s in steps for e in etas]
+    grid = [(int(s), float(e), float(lam)) for s in steps for e in etas for lam in eps_scales]
     if not grid:
-        raise ConfigError("`steps` and `etas` must each name at least one value.")
+        raise ConfigError("`steps`, `etas` and `eps_scales` must each name at least one value.")
     rows = []
-    for s, e in tqdm(grid, desc="sampler settings", unit="setting"):
+    for s, e, lam in tqdm(grid, desc="sampler settings", unit="setting"):
         t0 = time.perf_counter()
-        fakes = sample_dm(model_dir, n, seed=seed, batch_size=batch_size, device=device, steps=s, eta=e)
+        fakes = sample_dm(
+            model_dir, n, seed=seed, batch_size=batch_size, device=device, steps=s, eta=e, eps_scale=lam
+        )
         seconds = time.perf_counter() - t0
         rep = quality_report(jpeg_roundtrip(fakes, jpeg_quality), real_train, real_test, tolerance=tolerance)
         signed = {k: float(np.sign(rep.fake[k] - rep.real[k]) * g) for k, g in rep.relative_gap.items()}
         best = max(rep.auc.items(), key=lambda kv: kv[1])
-        rows.append(SweepRow(s, e, round(seconds, 2), rep.stats_ok, signed, (best[0], float(best[1]))))
+        rows.append(SweepRow(s, e, lam, round(seconds, 2), rep.stats_ok, signed, (best[0], float(best[1]))))
     return rows
