@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from pipeline.progress import progress
+
 __all__ = ["TrainingCheckpoint", "recipe_key", "step_bar"]
 
 logger = logging.getLogger(__name__)
@@ -118,7 +120,6 @@ class TrainingCheckpoint:
 
 
 def step_bar(start: int, total: int, desc: str) -> tqdm:
-    """Progress over steps ``start..total-1`` that shows a resumed run's position in the whole run."""
-    return tqdm(
-        range(start, total), initial=start, total=total, desc=desc, unit="step", mininterval=2.0, disable=None
-    )
+    """Progress over steps ``start..total-1`` that shows a resumed run's position in the whole run (a live bar
+    on a terminal, a line a minute in a log: `pipeline.progress`)."""
+    return progress(range(start, total), initial=start, total=total, desc=desc, unit="step")
