@@ -4,8 +4,7 @@ Loss: the non-saturating logistic GAN loss with lazy R1 regularisation of the di
 2018; StyleGAN2's lazy schedule: R1 every ``r1_every`` D steps, scaled by ``r1_every``, with Adam's lr/betas
 adjusted by ``c = r1_every / (r1_every + 1)``). Path-length regularisation is left out: at 32 px and < 1M
 parameters it costs a second G pass per interval for no visible gain. The saved generator is the EMA of the
-trained one, as in StyleGAN2 and DCGAN practice. Optionally the generator's loss gains Durall et al.'s
-spectral term (``spectral_weight``; `pipeline.demo.spectral_loss`).
+trained one, as in StyleGAN2 and DCGAN practice.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ from torch import nn
 
 from pipeline.demo.faces import jpeg_roundtrip
 from pipeline.demo.resume import TrainingCheckpoint, recipe_key, step_bar
-from pipeline.demo.spectral_loss import spectral_loss
 from pipeline.demo.statistics import relative_gaps, summary_statistics
 from pipeline.device import Precision, autocast, parse_precision, seed_everything
 from pipeline.errors import ConfigError, InputDataError, ModelLoadError, MultireconError
@@ -83,8 +81,6 @@ class GanTrainConfig:
             through the demo's JPEG codec and their gate statistics (`GATE_STATISTICS`) are logged beside
             the training faces' (``stats/*``), so a run shows when its samples reach real-face statistics.
         jpeg_quality (`int`, defaults to 75): the codec of those logged statistics (``demo.jpeg_quality``).
-        spectral_weight (`float`, defaults to 0): lambda of the spectral regularisation (Durall et al. 2020):
-            the G loss gains ``lambda * BCE(mean reduced spectrum of the fakes, of the real batch)``; 0 = off.
     """
 
     arch: Arch
@@ -108,7 +104,6 @@ class GanTrainConfig:
     log_every: int = 10
     stats_every: int = 250
     jpeg_quality: int = 75
-    spectral_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.arch not in _ARCHS:
@@ -128,8 +123,6 @@ class GanTrainConfig:
         ):
             if getattr(self, key) < 1:
                 raise ConfigError(f"`{key}` must be >= 1. Got {getattr(self, key)!r} instead.")
-        if not self.spectral_weight >= 0:
-            raise ConfigError(f"`spectral_weight` must be >= 0 (0 = off). Got {self.spectral_weight!r}.")
         if self.lr <= 0 or self.r1_gamma < 0:
             raise ConfigError(f"`lr` must be > 0 and `r1_gamma` >= 0. Got {self.lr!r}, {self.r1_gamma!r}.")
         if not 0.0 <= self.ema_decay < 1.0 or not 0.0 <= self.mixing_prob <= 1.0:
@@ -244,10 +237,10 @@ def _training_code() -> list[Any]:
     """Modules whose source shapes a run: a saved training state is resumed only under the same code."""
     import sys
 
-    from pipeline.demo import spectral_loss, statistics
+    from pipeline.demo import statistics
     from pipeline.models import dcgan, stylegan2
 
-    return [sys.modules[__name__], spectral_loss, statistics, dcgan, stylegan2]
+    return [sys.modules[__name__], statistics, dcgan, stylegan2]
 
 
 def train_gan(
@@ -365,15 +358,12 @@ def train_gan(
             opt_d.step()
             r1_val = float(r1.detach())
 
-        # 3. G step: non-saturating loss softplus(-D(G(z))) (+ lambda * the spectral term, float32).
+        # 3. G step: non-saturating loss softplus(-D(G(z))).
         g.requires_grad_(True)
         d.requires_grad_(False)
         with autocast(device, config.precision):
             fake = _generate(g, torch.randn(bs, z_dim, device=device), config.mixing_prob, rng)
             g_loss = F.softplus(-d(fake)).mean()
-        if config.spectral_weight > 0:
-            spec_val = spectral_loss(fake, real)
-            g_loss = g_loss + config.spectral_weight * spec_val
         opt_g.zero_grad(set_to_none=True)
         g_loss.float().backward()
         opt_g.step()
@@ -389,8 +379,6 @@ def train_gan(
                 "r1": r1_val,
                 "img_per_s": (step + 1 - start) * bs / max(elapsed, 1e-9),
             }
-            if config.spectral_weight > 0:
-                last["loss_spectral"] = float(spec_val.detach())
             if not (math.isfinite(last["loss_d"]) and math.isfinite(last["loss_g"])):
                 raise TrainingDivergedError(f"GAN training diverged at step {step}: {last}")
             history.append(last)
@@ -399,9 +387,8 @@ def train_gan(
             )
             if live is not None:
                 live.step = step
-                for k in ("loss_d", "loss_g", "r1", "img_per_s", "loss_spectral"):
-                    if k in last:
-                        live.log_metric(f"train/{k}", last[k])
+                for k in ("loss_d", "loss_g", "r1", "img_per_s"):
+                    live.log_metric(f"train/{k}", last[k])
                 live.make_summary()
         if (step + 1) % config.stats_every == 0 or step == config.steps - 1:
             stats = _sample_statistics(g_ema, stats_z, config.jpeg_quality)
