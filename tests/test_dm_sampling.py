@@ -1,13 +1,16 @@
-"""Epsilon scaling: the sampler divides the model's implied noise estimate by lambda, whatever it predicts."""
+"""Sampling: epsilon scaling divides the implied noise estimate by lambda (any prediction type); progress."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from pipeline.demo.dm_sampling import scale_epsilon
+from pipeline.demo.dm_sampling import sample_dm, scale_epsilon
+from pipeline.demo.dm_training import DmTrainConfig, train_dm
 from pipeline.errors import ConfigError
 
 
@@ -40,3 +43,14 @@ def test_unknown_prediction_type_is_refused() -> None:
     x = torch.zeros(1, 3, 2, 2)
     with pytest.raises(ConfigError, match="prediction type 'flow'"):
         scale_epsilon(x, x, torch.tensor(0.5), "flow", 1.01)
+
+
+def test_sampling_reports_its_unet_steps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Long sampling (a stage's 1,300 fakes x 200 steps) shows progress: batches x timesteps UNet steps."""
+    faces = np.random.default_rng(0).integers(0, 256, (16, 3, 16, 16)).astype(np.uint8)
+    cfg = DmTrainConfig(unet="tiny", resolution=16, steps=2, batch_size=8, warmup=1, sample_steps=4)
+    train_dm(cfg, faces, tmp_path / "dm", seed=0, device="cpu")
+    capsys.readouterr()
+    sample_dm(tmp_path / "dm", 5, seed=1, device="cpu", batch_size=2)
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(f"sample {tmp_path / 'dm'}: 100%") and "12/12" in last  # 3 batches x 4 steps

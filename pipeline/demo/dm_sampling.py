@@ -37,6 +37,7 @@ from pipeline.device import resolve_device
 from pipeline.errors import ConfigError, ModelLoadError, MultireconError
 from pipeline.imaging import from_model
 from pipeline.inversion.ddim import build_ddim_schedulers
+from pipeline.progress import progress
 
 if TYPE_CHECKING:
     from diffusers.schedulers.scheduling_utils import SchedulerMixin
@@ -188,6 +189,7 @@ def sample_folder(
         where=str(folder),
         eta=eta,
         eps_scale=eps_scale,
+        show_progress=True,
     )
     if frac > 0.05:
         logger.warning(
@@ -212,11 +214,13 @@ def run_sampler(
     where: str,
     eta: float = 0.0,
     eps_scale: float = 1.0,
+    show_progress: bool = False,
 ) -> tuple[np.ndarray, tuple[float, float, float]]:
     """``n`` uint8 samples and the pre-clamp (min, max, share outside [-1, 1]). Noise comes from a private
     generator seeded with ``seed``, never from the global RNG (training can sample mid-run unperturbed).
     ``eta`` > 0 makes a DDIM sampler stochastic (eta 1 = ancestral DDPM on the same timesteps);
-    ``eps_scale`` > 1 is epsilon scaling (module docstring)."""
+    ``eps_scale`` > 1 is epsilon scaling (module docstring); ``show_progress`` shows UNet steps done
+    (`pipeline.progress`: a line a minute in a log; 1,300 fakes at 200 DDIM steps take ~20 min here)."""
     if not eps_scale > 0:
         raise ConfigError(f"`eps_scale` must be > 0 (1 = off). Got {eps_scale!r} instead.")
     dev = next(unet.parameters()).device
@@ -232,6 +236,8 @@ def run_sampler(
     x_all = torch.randn((n, c, side, side), generator=gen) * scheduler.init_noise_sigma
     outs = []
     lo, hi, outside, total = math.inf, -math.inf, 0, 0
+    n_steps = math.ceil(n / batch_size) * len(scheduler.timesteps)
+    bar = progress(total=n_steps, desc=f"sample {where}", unit="step", disable=not show_progress)
     with torch.inference_mode():
         for s in range(0, n, batch_size):
             x = x_all[s : s + batch_size].to(dev)
@@ -244,6 +250,7 @@ def run_sampler(
                 if eta:
                     kw["eta"] = eta
                 x = scheduler.step(out, t, x, **kw).prev_sample
+                bar.update(1)
             if vae is not None:
                 x = vae.decode(x / vae.config.scaling_factor).sample
             if not torch.isfinite(x).all():
@@ -252,4 +259,5 @@ def run_sampler(
             outside += int((x.abs() > 1).sum())
             total += x.numel()
             outs.append(from_model(x))  # the only clamp: the final image
+    bar.close()
     return np.concatenate(outs), (lo, hi, outside / max(1, total))
