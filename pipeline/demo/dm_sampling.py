@@ -134,10 +134,6 @@ def sample_dm(
         eps_scale (`float`, *optional*): epsilon scaling's lambda (module docstring); default ``eps_scale``
             from ``train_report.json`` (1 = none).
     """
-    if not isinstance(n, int) or n < 1:
-        raise ConfigError(f"`n` must be a positive int. Got {n!r} instead.")
-    if not eta >= 0:
-        raise ConfigError(f"`eta` must be >= 0. Got {eta!r} instead.")
     return sample_folder(
         Path(model_dir),
         n,
@@ -162,6 +158,10 @@ def sample_folder(
     eps_scale: float | None = None,
 ) -> tuple[np.ndarray, tuple[float, float, float]]:
     """`sample_dm` plus the pre-clamp (min, max, share outside [-1, 1]) of the final images."""
+    if not isinstance(n, int) or n < 1:
+        raise ConfigError(f"`n` must be a positive int. Got {n!r} instead.")
+    if not eta >= 0:
+        raise ConfigError(f"`eta` must be >= 0. Got {eta!r} instead.")
     if not (folder / "unet").is_dir():
         raise ModelLoadError(f"diffusion model folder {str(folder)!r} has no unet/ subfolder.")
     if steps is None or eps_scale is None:
