@@ -62,7 +62,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def run(root: Path) -> dict:
+def run(root: Path, output: list[str] | None = None) -> dict:
     args = [
         "t", "--input", str(root / "images.zarr"), "--model", str(root / "models" / "adm"),
         "--out", str(root / "ddim.zarr"), "--work-dir", str(root / "work"),
@@ -71,11 +71,15 @@ def run(root: Path) -> dict:
     ]  # fmt: skip
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output + repr(res.exception)
+    if output is not None:
+        output.append(res.output)
     return json.loads((root / "report.json").read_text())
 
 
 def test_stage_writes_store_and_report(workspace: Path) -> None:
-    report = run(workspace)
+    output: list[str] = []
+    report = run(workspace, output)
+    assert "ddim recon: 100%" in output[0] and "10/10" in output[0]  # plain progress lines off a terminal
     assert report["images"] == 10 and report["images_computed"] == 10
     assert report["nonfinite_retries"] == 0 and report["images_per_s"] > 0
     assert set(report["mse"]) == {"all", "family=real", "family=dm", "generator=real", "generator=adm"}

@@ -48,6 +48,8 @@ def test_train_encoder_then_recon_gan(tmp_path: Path, monkeypatch: pytest.Monkey
     res = runner.invoke(enc_app, ["--generator", "gen", "--faces", "faces", "--out", "enc"])
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "enc" / "report.json").read_text())["steps"] == 3
+    # off a terminal, progress is plain lines (pipeline.progress), not hidden and not carriage-return redraws
+    assert "train encoder: 100%" in res.output and "\r" not in res.output
 
     images = rng.integers(0, 256, (5, 3, 8, 8), dtype=np.uint8)
     write_input_store(tmp_path / "images.zarr", images, [f"i{k}" for k in range(5)], {}, chunk_images=4,
@@ -56,6 +58,7 @@ def test_train_encoder_then_recon_gan(tmp_path: Path, monkeypatch: pytest.Monkey
             "--work-dir", "work", "--report", "reports/gan.json"]  # fmt: skip
     res = runner.invoke(recon_app, args)
     assert res.exit_code == 0, res.output
+    assert "recon shards w0: 100%" in res.output
     store = open_store(tmp_path / "gan.zarr")
     assert store["recon"].shape == (5, 3, 8, 8)
     report = json.loads((tmp_path / "reports" / "gan.json").read_text())

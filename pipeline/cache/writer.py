@@ -46,7 +46,6 @@ from typing import Any
 
 import numpy as np
 import zarr
-from tqdm.auto import tqdm
 
 from pipeline.cache.store import (
     CACHE_KEY,
@@ -66,6 +65,7 @@ from pipeline.cache.store import (
 )
 from pipeline.cache.verify import file_digest
 from pipeline.errors import ConfigError, MultireconError
+from pipeline.progress import progress as progress_bar
 
 __all__ = ["ReconStoreReport", "ReconstructorOutputError", "build_recon_store", "recon_outputs"]
 
@@ -332,7 +332,7 @@ def build_recon_store(
         out, worker, num_workers, len(shards), len(done_before), len(todo),
     )  # fmt: skip
     compute_s, n_computed, mses = 0.0, 0, []
-    for s in tqdm(todo, desc=f"recon shards w{worker}", unit="shard", disable=not progress or None):
+    for s in progress_bar(todo, desc=f"recon shards w{worker}", unit="shard", disable=not progress):
         start, stop = shards[s]
         t = time.perf_counter()
         mses.append(_compute_shard(inp, arrays, start, stop, reconstruct, batch_size))

@@ -49,7 +49,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from tqdm import tqdm
 
 from pipeline import __version__
 from pipeline.cache.store import write_input_store
@@ -60,6 +59,7 @@ from pipeline.data.discover import Candidate, Discovery, discover
 from pipeline.data.manifest import manifest_hash, rows_to_table, write_manifest
 from pipeline.data.splits import SplitItem, assign_splits, protocol_reject
 from pipeline.errors import InputDataError, MultireconWarning
+from pipeline.progress import progress
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -101,14 +101,14 @@ def decode_all(
 ) -> Iterator[DecodeResult]:
     """Decode files in input order, in a ``spawn`` process pool when it pays off (results stay ordered)."""
     n = _n_workers(workers, len(tasks))
-    bar = dict(total=len(tasks), desc=desc, unit="file", disable=None, mininterval=1.0)
+    bar = dict(total=len(tasks), desc=desc, unit="file", mininterval=1.0)
     if n <= 1:
-        yield from tqdm(map(decode_task, tasks), **bar)
+        yield from progress(map(decode_task, tasks), **bar)
         return
     ctx = multiprocessing.get_context("spawn")  # no fork of a parent that may hold torch threads
     with ctx.Pool(n) as pool:
         chunksize = max(1, min(64, len(tasks) // (8 * n)))
-        yield from tqdm(pool.imap(decode_task, tasks, chunksize=chunksize), **bar)
+        yield from progress(pool.imap(decode_task, tasks, chunksize=chunksize), **bar)
 
 
 def _row(cand: Candidate, dataset: str, res: DecodeResult | None) -> dict[str, Any]:

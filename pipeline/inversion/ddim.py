@@ -47,13 +47,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from diffusers import DDIMInverseScheduler, DDIMScheduler, UNet2DModel
-from tqdm.auto import tqdm
 
 from pipeline.device import autocast_dtype, parse_precision, resolve_device
 from pipeline.errors import ConfigError, ModelLoadError, MultireconError
 from pipeline.imaging import to_model
 from pipeline.inversion.report import summarize_recon_store
 from pipeline.models.checkpoint import weights_hash
+from pipeline.progress import progress as progress_bar
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -448,8 +448,8 @@ class _Progress:
 
     def __init__(self, fn: Callable[[np.ndarray], np.ndarray], total: int, enabled: bool) -> None:
         self.fn = fn
-        self.bar = tqdm(
-            total=total, desc="ddim recon", unit="img", disable=not enabled or None, smoothing=0.1
+        self.bar = progress_bar(
+            total=total, desc="ddim recon", unit="img", disable=not enabled, smoothing=0.1
         )
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:

@@ -26,7 +26,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from pipeline.demo.gan_training import TrainingDivergedError, load_generator
 from pipeline.device import seed_everything
@@ -34,6 +33,7 @@ from pipeline.errors import ConfigError, InputDataError, ModelLoadError
 from pipeline.imaging import to_model
 from pipeline.models.checkpoint import load_checkpoint, load_state_into, save_checkpoint, weights_hash
 from pipeline.models.stylegan2 import Generator
+from pipeline.progress import progress
 
 __all__ = [
     "ENCODER_KIND",
@@ -335,7 +335,7 @@ def train_encoder(
         live.log_params(asdict(config))
     history: list[dict[str, float]] = []
     t0 = time.perf_counter()
-    bar = tqdm(range(config.steps), desc="train encoder", unit="step", disable=None)
+    bar = progress(range(config.steps), desc="train encoder", unit="step")
     for step in bar:
         parts, w_true = [], None
         if n_real:
@@ -431,7 +431,7 @@ def load_face_folder(faces_dir: Path, resolution: int, *, split: str = "train") 
     if not paths:
         raise InputDataError(f"no rows with split == {split!r} in {str(labels)!r}.")
     arrays = []
-    for rel in tqdm(paths, desc="decode faces", unit="img", disable=None):
+    for rel in progress(paths, desc="decode faces", unit="img"):
         try:
             with Image.open(Path(faces_dir) / rel) as im:
                 arrays.append(np.asarray(resize_center_crop(im, resolution)).transpose(2, 0, 1))
