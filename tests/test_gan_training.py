@@ -43,6 +43,7 @@ def faces() -> np.ndarray:
     return np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
 
 
+@pytest.mark.filterwarnings("error::UserWarning")  # e.g. a non-leaf EMA weight's .grad read by .cpu()
 @pytest.mark.parametrize("arch", ["stylegan2", "dcgan"])
 def test_train_few_steps(arch: str, faces: np.ndarray, tmp_path: Path) -> None:
     cfg = get_config(arch=arch)

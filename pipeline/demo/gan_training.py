@@ -221,7 +221,10 @@ def _sample_statistics(g: nn.Module, z: torch.Tensor, jpeg_quality: int) -> dict
     return summary_statistics(jpeg_roundtrip(from_model(x), jpeg_quality))
 
 
+@torch.no_grad()
 def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """Lerp ``ema`` towards ``model`` outside autograd: an in-place lerp with a grad-requiring ``model``
+    parameter would give every EMA weight a grad_fn chaining back through all earlier steps."""
     for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
         pe.lerp_(pm, 1.0 - decay)
     for be, bm in zip(ema.buffers(), model.buffers(), strict=True):
