@@ -170,5 +170,27 @@ def dm_sweep(
         out.write_text(json.dumps([r.to_dict() for r in rows], indent=1))
 
 
+@app.command("stage-times")
+def stage_times(
+    log: Path = typer.Argument(..., help="A saved `dvc repro` log (stdout and stderr), e.g. repro.log."),
+) -> None:
+    """Each stage's wall time from a `dvc repro` log, as a Markdown table (for the README's time table).
+
+    Stages restored from DVC's run-cache or unchanged show 0; a `~` marks times taken from log timestamps
+    (logs of stages older than the `stage finished` line).
+    """
+    from pipeline.stage_times import format_markdown, parse_repro_log
+
+    if not log.is_file():
+        typer.echo(f"error: no log file {str(log)!r}", err=True)
+        raise typer.Exit(code=2)
+    with log.open(encoding="utf-8", errors="replace") as fh:
+        rows = parse_repro_log(fh)
+    if not rows:
+        typer.echo(f"error: {str(log)!r} has no `Running stage` line: not a `dvc repro` log", err=True)
+        raise typer.Exit(code=2)
+    typer.echo(format_markdown(rows), nl=False)
+
+
 if __name__ == "__main__":
     app()

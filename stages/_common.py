@@ -36,19 +36,25 @@ def run(app: Any) -> None:
     """Run a stage's typer app; our own errors end the stage with one clear line instead of a traceback.
 
     The message names the file/key and the reason (see pipeline.errors); DVC shows it and stops the
-    pipeline. Unexpected exceptions keep their traceback: they are bugs.
+    pipeline. A bad command line gets typer's usage message (exit 2). Unexpected exceptions keep their
+    traceback: they are bugs. Every end logs the stage's wall time (read back by `multirecon stage-times`).
     """
     import sys
-
-    import click
+    import time
 
     from pipeline.errors import MultireconError
+    from pipeline.stage_times import FINISHED
 
+    t0, status = time.perf_counter(), "failed"
     try:
-        app(standalone_mode=False)
-    except click.ClickException as exc:  # bad command line: click's own usage message
-        exc.show()
-        sys.exit(exc.exit_code)
+        app()  # standalone: typer prints usage errors itself and always ends with SystemExit
+        status = "ok"
+    except SystemExit as exc:
+        status = "ok" if exc.code in (0, None) else "failed"
+        raise
     except MultireconError as exc:
         logging.getLogger("stages").error("%s: %s", type(exc).__name__, exc)
         sys.exit(1)
+    finally:
+        seconds = time.perf_counter() - t0
+        logging.getLogger("stages").info("%s <seconds=%.1f> <status=%s>", FINISHED, seconds, status)

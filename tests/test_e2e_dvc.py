@@ -12,20 +12,26 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.stage_times import parse_repro_log
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run(cmd: list[str], cwd: Path, timeout: int = 1800) -> subprocess.CompletedProcess[str]:
+def _run(
+    cmd: list[str], cwd: Path, timeout: int = 1800, merged: bool = False
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(cwd), "DVC_NO_ANALYTICS": "1"}
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    streams = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT} if merged else {"capture_output": True}
+    return subprocess.run(cmd, cwd=cwd, env=env, text=True, timeout=timeout, check=False, **streams)
 
 
-def _ok(cmd: list[str], cwd: Path) -> str:
-    res = _run(cmd, cwd)
-    assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}"
-    return res.stdout + res.stderr
+def _ok(cmd: list[str], cwd: Path, merged: bool = False) -> str:
+    """Run a command that must succeed; ``merged`` interleaves stderr into stdout (`dvc repro > log 2>&1`)."""
+    res = _run(cmd, cwd, merged=merged)
+    assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout[-4000:]}\n{(res.stderr or '')[-4000:]}"
+    return res.stdout + (res.stderr or "")
 
 
 def _stages_ran(output: str) -> set[str]:
@@ -53,7 +59,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ["git", "commit", "-qm", "quick profile"],
     ):
         _ok(cmd, dest)
-    out = _ok(["dvc", "repro"], dest)
+    out = _ok(["dvc", "repro"], dest, merged=True)
     (dest / "first_repro.log").write_text(out)
     return dest
 
@@ -76,6 +82,17 @@ def test_repro_makes_every_output(project: Path) -> None:
         assert (project / rel).exists(), rel
     table = (project / "data/reports/table1.md").read_text()
     assert "multirecon" in table and "control" in table
+
+
+def test_stage_times_reads_the_repro_log(project: Path) -> None:
+    """`multirecon stage-times` pairs every stage that ran with its own `stage finished` line."""
+    log = (project / "first_repro.log").read_text()
+    rows = parse_repro_log(log.splitlines())
+    assert {r.stage for r in rows if r.status == "ran"} == _stages_ran(log)
+    ran = [r for r in rows if r.status == "ran"]
+    assert all(r.seconds is not None and r.seconds > 0 and not r.approximate for r in ran)
+    table = _ok([sys.executable, "-m", "pipeline.cli", "stage-times", "first_repro.log"], project)
+    assert "| `recon_ddim@demo` | ran |" in table and "| **total** |" in table and "~" not in table
 
 
 def test_second_repro_has_nothing_to_do(project: Path) -> None:
