@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from pipeline.demo.report import write_generator_report
-from stages._common import run
+from stages._common import configure_logging, run
 
 app = typer.Typer(
     add_completion=False,
@@ -24,7 +24,7 @@ def main(
     out: Path = typer.Option(Path("data/reports"), help="Writes generators.json/.md/.png here."),
 ) -> None:
     """Write data/reports/generators.{json,md,png}; read it before trusting any detector table."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_logging()
     summary = write_generator_report(list(model), list(fakes), faces, out)
     if summary["failing"]:
         logging.warning("generators failing the statistics/copy check: %s (see %s)", summary["failing"], out)

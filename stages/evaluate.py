@@ -7,7 +7,6 @@ per-family reconstruction error (`recon_mse`) in metrics.json.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import typer
@@ -15,7 +14,7 @@ import typer
 from pipeline.detectors.run import evaluate_from_cache
 from pipeline.device import resolve_device
 from pipeline.params import get, load_params
-from stages._common import run
+from stages._common import configure_logging, run
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -35,7 +34,7 @@ def main(
     params_file: Path = typer.Option(Path("params.yaml"), "--params", help="Params file."),
 ) -> None:
     """Evaluate DETECTOR on the test split (Table I metrics + binary view)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     params = load_params(params_file)
     stores = {k: v for k, v in (("ddim", ddim), ("gan", gan)) if v is not None}
     evaluate_from_cache(

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import typer
 
 from pipeline.inversion.ddim import run_ddim_reconstruction
 from pipeline.params import get, load_params
-from stages._common import run
+from stages._common import configure_logging, run
 
 app = typer.Typer(
     add_completion=False, help="DDIM-reconstruct every image of a prepared dataset (resumable)."
@@ -29,7 +28,7 @@ def main(
     params_file: Path = typer.Option(Path("params.yaml"), "--params", help="Parameters file."),
 ) -> None:
     """Reads recon.steps/batch_size/precision/compile, recon.ddim.*, cache.*, base.device, data.resolution."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_logging()
     p = load_params(params_file)
     result = run_ddim_reconstruction(
         input_store=input,

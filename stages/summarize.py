@@ -7,13 +7,12 @@ the trivial control comes close to the best detector).
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import typer
 
 from pipeline.metrics.tables import write_summary
-from stages._common import run
+from stages._common import configure_logging, run
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -30,7 +29,7 @@ def main(
     ),
 ) -> None:
     """Summarise every evaluation under EVAL_DIR into OUT."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     write_summary(eval_dir, out, recon_reports=list(recon_report), generator_report=generator_report)
 
 

@@ -16,7 +16,7 @@ from pipeline.detectors.config import parse_detector_spec
 from pipeline.detectors.run import train_from_cache
 from pipeline.device import resolve_device
 from pipeline.params import get, load_params
-from stages._common import run
+from stages._common import configure_logging, run
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -34,7 +34,7 @@ def main(
     params_file: Path = typer.Option(Path("params.yaml"), "--params", help="Params file."),
 ) -> None:
     """Train DETECTOR on the train split, select on val, save the best checkpoint to OUT."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     params = load_params(params_file)
     spec = parse_detector_spec(
         detector,
