@@ -4,7 +4,8 @@ DVC records what a stage ran on, not how long it took, and the README's stage-ti
 real runs. Every stage entry point logs one ``stage finished <seconds=...>`` line when it ends
 (``stages._common``); this module pairs those lines with DVC's ``Running stage 'NAME':`` headers. Logs
 written before that line existed fall back to log timestamps: the first stamped line of a stage to the first
-stamped line of the next one (DVC's own hashing between stages included), marked approximate.
+stamped line of the next one (DVC's own hashing between stages included), marked approximate; the last stage
+of such a log has no known end.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ _FINISHED = re.compile(re.escape(FINISHED) + r" <seconds=([0-9.]+)> <status=(\w+
 
 @dataclass
 class StageTime:
-    """One stage of a log: ``status`` is ran / failed / cached (run-cache) / unchanged."""
+    """One stage of a log: ``status`` is ran / failed / cached (run-cache) / unchanged; ``seconds`` is None
+    when the log does not show the stage's end."""
 
     stage: str
     status: str
@@ -73,9 +75,9 @@ def parse_repro_log(lines: Iterable[str]) -> list[StageTime]:
     ran = [i for i, r in enumerate(rows) if r.status == "ran" and r.seconds is None and i in first]
     for i in ran:
         later = [first[j] for j in first if j > i]
-        end = min(later) if later else last_stamp[i]
-        rows[i].seconds = (end - first[i]).total_seconds()
-        rows[i].approximate = True
+        if later:  # the last stage without its line has no known end (still running, killed, or old code)
+            rows[i].seconds = (min(later) - first[i]).total_seconds()
+            rows[i].approximate = True
     return rows
 
 
@@ -88,14 +90,14 @@ def _clock(seconds: float) -> str:
 def format_markdown(rows: list[StageTime]) -> str:
     """A Markdown table (stage, status, wall time) with the total of the stages that ran."""
     out = ["| stage | status | wall time |", "|---|---|---|"]
-    total, approx = 0.0, False
+    total, approx, unknown = 0.0, False, False
     for r in rows:
         if r.seconds is None:
-            shown = "-"
+            shown, unknown = "?", True
         else:
             shown = ("~" if r.approximate else "") + _clock(r.seconds)
             total += r.seconds
             approx |= r.approximate
         out.append(f"| `{r.stage}` | {r.status} | {shown} |")
-    out.append(f"| **total** | | {'~' if approx else ''}{_clock(total)} |")
+    out.append(f"| **total** | | {'at least ' if unknown else ''}{'~' if approx else ''}{_clock(total)} |")
     return "\n".join(out) + "\n"
