@@ -138,9 +138,16 @@ def dm_sweep(
     jpeg_quality: int = typer.Option(75, help="The demo codec's JPEG quality (demo.jpeg_quality)."),
     tolerance: float = typer.Option(0.15, help="The gate's tolerance (demo.sample.tolerance)."),
     device: str = typer.Option("auto", help="torch device: auto, cpu, cuda, mps."),
+    recon_steps: list[int] = typer.Option(
+        [], help="Also DDIM-reconstruct fakes and as many held-out reals at these step counts (pixel DMs)."
+    ),
     out: Path = typer.Option(None, help="Write the rows as JSON here (optional)."),
 ) -> None:
-    """Gate one DM's fakes per sampler setting: is the model or the sampler behind a failed statistic?"""
+    """Gate one DM's fakes per sampler setting: is the model or the sampler behind a failed statistic?
+
+    With --recon-steps, each row also shows the fakes' mean DDIM reconstruction error after contrast
+    normalisation (MSE / pixel variance) beside the reals': does the model reconstruct its own fakes best?
+    """
     import json
 
     from pipeline.demo.faces import load_faces
@@ -150,7 +157,7 @@ def dm_sweep(
     try:
         rows = sweep_sampler(
             model, load_faces(faces, "train"), load_faces(faces, "test"), steps=steps, etas=eta,
-            eps_scales=eps_scale, n=n,
+            eps_scales=eps_scale, n=n, recon_steps=recon_steps,
             seed=seed, device=device, jpeg_quality=jpeg_quality, tolerance=tolerance,
         )  # fmt: skip
     except MultireconError as exc:
@@ -158,13 +165,17 @@ def dm_sweep(
         raise typer.Exit(code=2) from exc
     keys = ("mean", "std", "hf_energy", "colourfulness")
     head = f"{'steps':>5} {'eta':>4} {'lambda':>6} "
-    typer.echo(head + " ".join(f"{k:>13}" for k in keys) + "  gate  best AUC   s")
+    recon_head = "".join(f"  rec{r} norm fake/real" for r in recon_steps)
+    typer.echo(head + " ".join(f"{k:>13}" for k in keys) + "  gate  best AUC   s" + recon_head)
     for r in rows:
         gaps = " ".join(f"{100 * r.signed_gap[k]:>+12.1f}%" for k in keys)
         verdict = "pass" if r.stats_ok else "FAIL"
         auc = f"{r.best_auc[0]} {r.best_auc[1]:.2f}"
         setting = f"{r.steps:>5} {r.eta:>4.1f} {r.eps_scale:>6.3f}"
-        typer.echo(f"{setting} {gaps}  {verdict}  {auc}  {r.seconds:.0f}")
+        recon = "".join(
+            f"  {r.recon[k]['norm']:>8.3f} / {r.recon_real[k]['norm']:.3f}" for k in map(str, recon_steps)
+        )
+        typer.echo(f"{setting} {gaps}  {verdict}  {auc}  {r.seconds:.0f}{recon}")
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps([r.to_dict() for r in rows], indent=1))
