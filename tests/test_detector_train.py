@@ -125,3 +125,15 @@ def test_stage_functions_end_to_end(cache: SyntheticCache, tmp_path: Path) -> No
         parse_detector_spec("bad", {"composition": "rgb"}, {}, seed=0)
     with pytest.raises(ConfigError, match="unknown keys"):
         parse_detector_spec("bad", {"composition": "dire", "epoch": 3}, {}, seed=0)
+
+
+def test_detector_seed_overrides_base_seed_for_detectors_only() -> None:
+    """`train.seed` (or a detector's own `seed`) replaces base.seed; null keeps it; junk is named."""
+    dire = {"composition": "dire"}
+    assert parse_detector_spec("dire", dire, {"seed": None}, seed=7).train.seed == 7
+    assert parse_detector_spec("dire", dire, {"seed": 1}, seed=7).train.seed == 1
+    assert parse_detector_spec("dire", {**dire, "seed": 3}, {"seed": 1}, seed=7).train.seed == 3
+    with pytest.raises(ConfigError, match=r"`train\.seed` / `detectors\.dire\.seed` must be"):
+        parse_detector_spec("dire", dire, {"seed": "one"}, seed=7)
+    with pytest.raises(ConfigError, match="must be"):
+        parse_detector_spec("dire", dire, {"seed": True}, seed=7)

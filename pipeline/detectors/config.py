@@ -34,6 +34,10 @@ def parse_detector_spec(
 ) -> DetectorSpec:
     """Validate ``detectors.<name>`` and merge it over ``train``; ``seed`` is ``base.seed``.
 
+    A ``seed`` key in ``train`` (or in ``detectors.<name>``) replaces it for detectors only, so a
+    seed-variance run (`dvc exp run -S train.seed=1`) re-trains detectors and never a generator; null keeps
+    ``base.seed``.
+
     Raises:
         ConfigError: unknown composition or keys (named, with the allowed values).
     """
@@ -46,14 +50,21 @@ def parse_detector_spec(
     if comp not in allowed:
         raise ConfigError(f"`detectors.{name}.composition` must be one of {allowed}. Got {comp!r} instead.")
     overrides = {k: v for k, v in entry.items() if k not in ("composition", "cnnspot")}
-    fields = set(DetectorTrainConfig.__dataclass_fields__) - {"seed"}
+    fields = set(DetectorTrainConfig.__dataclass_fields__)
     unknown = sorted((set(overrides) | set(train)) - fields)
     if unknown:
         raise ConfigError(
-            f"unknown keys {unknown} in `train` / `detectors.{name}`; allowed: {sorted(fields)}"
-            " (the seed comes from `base.seed`)."
+            f"unknown keys {unknown} in `train` / `detectors.{name}`; allowed: {sorted(fields)}."
         )
-    config = DetectorTrainConfig.from_dict({**dict(train), **overrides, "seed": int(seed)})
+    merged = {**dict(train), **overrides}
+    chosen = merged.get("seed")
+    if chosen is None:
+        chosen = seed
+    elif isinstance(chosen, bool) or not isinstance(chosen, int) or chosen < 0:
+        raise ConfigError(
+            f"`train.seed` / `detectors.{name}.seed` must be a non-negative int or null. Got {chosen!r}."
+        )
+    config = DetectorTrainConfig.from_dict({**merged, "seed": int(chosen)})
     aug = None
     if "cnnspot" in entry:
         if COMPOSITIONS.get(comp) is None or COMPOSITIONS[comp].augment != "cnnspot":
