@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from pipeline.cache.writer import recon_outputs
 from pipeline.demo.dm_sampling import sample_dm
 from pipeline.demo.faces import jpeg_roundtrip
 from pipeline.demo.quality import quality_report
 from pipeline.errors import ConfigError
-from pipeline.imaging import to_model
 from pipeline.inversion.ddim import DDIMReconstructor
 from pipeline.inversion.report import VARIANCE_FLOOR, pixel_variance
 
@@ -57,9 +57,10 @@ class SweepRow:
 
 
 def recon_error(reconstruct: DDIMReconstructor, images: np.ndarray, batch_size: int) -> dict[str, float]:
-    """Mean MSE (model units) and MSE / pixel variance (floored as in the recon reports) of uint8 images."""
+    """Mean MSE (model units) and MSE / pixel variance of uint8 images, per image exactly as the recon cache
+    stores it (`recon_outputs`, which also refuses non-finite output) and floored as the recon reports do."""
     out = np.concatenate([reconstruct(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
-    mse = ((out - to_model(images).numpy()) ** 2).reshape(len(images), -1).mean(axis=1)
+    _, _, mse = recon_outputs(images, out)
     norm = mse / np.maximum(pixel_variance(images), VARIANCE_FLOOR)
     return {"mse": float(mse.mean()), "norm": float(norm.mean())}
 
@@ -99,16 +100,16 @@ def sweep_sampler(
     grid = [(int(s), float(e), float(lam)) for s in steps for e in etas for lam in eps_scales]
     if not grid:
         raise ConfigError("`steps`, `etas` and `eps_scales` must each name at least one value.")
-    reconstructors = {}
-    for r in recon_steps:
-        if (Path(model_dir) / "vae").is_dir():
-            raise ConfigError(
-                f"`recon_steps` needs a pixel-space DM (DDIM reconstruction's model); {str(model_dir)!r} is "
-                "a latent one."
-            )
-        reconstructors[str(int(r))] = DDIMReconstructor(
-            model_dir, steps=int(r), batch_size=batch_size, device=device
+    recon_steps = [int(r) for r in recon_steps]
+    if recon_steps and (Path(model_dir) / "vae").is_dir():
+        raise ConfigError(
+            f"`recon_steps` needs a pixel-space DM (DDIM reconstruction's model); {str(model_dir)!r} is "
+            "a latent one."
         )
+    reconstructors = {
+        str(r): DDIMReconstructor(model_dir, steps=r, batch_size=batch_size, device=device)
+        for r in recon_steps
+    }
     reals = real_test[:n]
     recon_real = {r: recon_error(rec, reals, batch_size) for r, rec in reconstructors.items()}
     rows = []
