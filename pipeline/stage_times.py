@@ -47,7 +47,6 @@ def parse_repro_log(lines: Iterable[str]) -> list[StageTime]:
     """Stages in the order the log shows them, with their wall time where the stage ran."""
     rows: list[StageTime] = []
     first: dict[int, datetime] = {}  # row index -> first timestamp inside its block
-    last_stamp: dict[int, datetime] = {}
     current: int | None = None
     for raw in lines:
         line = raw.rstrip("\n").split("\r")[-1]
@@ -69,9 +68,8 @@ def parse_repro_log(lines: Iterable[str]) -> list[StageTime]:
             rows[current].seconds = float(m.group(1))
             rows[current].status = "ran" if m.group(2) == "ok" else "failed"
             continue
-        if (t := _stamp(line)) is not None:
-            first.setdefault(current, t)
-            last_stamp[current] = t
+        if current not in first and (t := _stamp(line)) is not None:
+            first[current] = t
     ran = [i for i, r in enumerate(rows) if r.status == "ran" and r.seconds is None and i in first]
     for i in ran:
         later = [first[j] for j in first if j > i]
