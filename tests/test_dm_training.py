@@ -13,7 +13,13 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from pipeline.demo.dm_sampling import load_sampler, sample_dm
-from pipeline.demo.dm_training import DmTrainConfig, _diffusion_loss, _x0_error_by_t, train_dm
+from pipeline.demo.dm_training import (
+    DmTrainConfig,
+    _anchor_colour,
+    _diffusion_loss,
+    _x0_error_by_t,
+    train_dm,
+)
 from pipeline.demo.quality import GATE_STATISTICS
 from pipeline.errors import ConfigError, InputDataError, ModelLoadError
 from pipeline.inversion.ddim import DDIMReconstructor, build_ddim_schedulers
@@ -145,6 +151,23 @@ def test_min_snr_weighting_matches_its_formula() -> None:
     assert torch.allclose(_diffusion_loss(pred, x0, noise, t, sched, 5.0), expected)
     # Low-noise steps (SNR far above gamma) are down-weighted, high-noise steps (SNR < gamma) keep weight 1.
     assert snr[0] > 5 > snr[3]
+
+
+def test_colour_anchor_hides_overall_colour_from_the_discriminator() -> None:
+    """The anchored reconstruction has the input's channel means and its own texture, and no gradient through
+    it can move a reconstruction's per-image channel mean (each image-channel's gradient sums to zero)."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 3, 8, 8, generator=gen)
+    tint = torch.tensor([0.5, -0.2, 0.1])[:, None, None]
+    rec = (torch.randn(3, 3, 8, 8, generator=gen) + tint).requires_grad_()
+    judged = _anchor_colour(rec, x)
+    assert torch.allclose(judged.mean(dim=(2, 3)), x.mean(dim=(2, 3)), atol=1e-6)
+    centred = rec - rec.mean(dim=(2, 3), keepdim=True)
+    assert torch.allclose(judged - judged.mean(dim=(2, 3), keepdim=True), centred, atol=1e-6)
+    weights = torch.randn(3, 3, 8, 8, generator=gen)
+    (judged * weights).square().sum().backward()  # any function of the judged image: a stand-in discriminator
+    assert rec.grad is not None and rec.grad.abs().sum() > 0
+    assert torch.allclose(rec.grad.sum(dim=(2, 3)), torch.zeros(3, 3), atol=1e-5)
 
 
 def test_v_prediction_loss_regresses_the_velocity() -> None:
