@@ -90,6 +90,9 @@ def test_ldm_train_saves_and_samples(tmp_path: Path) -> None:
     # LDM's patch-adversarial autoencoder loss joins after ae_adv_start steps, with a finite adaptive weight.
     assert report["ae_adversarial_steps"] == 6 and 0 < report["ae_last_adaptive_weight"] < 1e4
     assert report["scaling_factor"] > 0
+    # The autoencoder's own reconstructions are gated like fakes: every statistic's signed gap, finite.
+    gaps = report["ae_reconstruction_gaps"]
+    assert set(gaps) == set(GATE_STATISTICS) and all(np.isfinite(v) for v in gaps.values())
     vae_cfg = json.loads((out / "vae" / "config.json").read_text())
     assert vae_cfg["scaling_factor"] == pytest.approx(report["scaling_factor"])
     x = sample_dm(out, 3, seed=1, device="cpu")
