@@ -52,8 +52,11 @@ class GeneratorSpec:
         if kind not in GAN_KINDS + DM_KINDS:
             raise ConfigError(f"`{key}.kind` must be one of {GAN_KINDS + DM_KINDS}. Got {kind!r} instead.")
         family = "gan" if kind in GAN_KINDS else "dm"
-        if spec.get("family", family) != family:
-            raise ConfigError(f"`{key}.family` is {spec.get('family')!r} but kind {kind!r} is a {family}.")
+        # Required although implied: dvc.yaml picks the trainer a stage depends on by `family`.
+        if "family" not in spec:
+            raise ConfigError(f"`{key}.family` is missing: set it to {family!r} (kind {kind!r}).")
+        if spec["family"] != family:
+            raise ConfigError(f"`{key}.family` is {spec['family']!r} but kind {kind!r} is a {family}.")
         role = spec.get("role")
         if role not in ("train", "test"):
             raise ConfigError(f"`{key}.role` must be 'train' or 'test'. Got {role!r} instead.")
