@@ -51,3 +51,7 @@ def test_each_generator_stage_depends_on_its_own_familys_trainer_only() -> None:
             deps = {dep.def_path for dep in stage.deps}
             assert f"pipeline/demo/{own}" in deps and f"pipeline/demo/{other}" not in deps, stage_name
             assert "pipeline/models/patch_discriminator.py" in deps  # the LDM autoencoder's discriminator
+            # A DM's saved sampler comes from the scheduler module, not from the reconstruction code.
+            assert "pipeline/inversion/schedulers.py" in deps and "pipeline/inversion/ddim.py" not in deps
+        (gan_sample,) = repo.stage.collect("sample@stylegan")
+        assert "pipeline/demo/gan_training.py" in {dep.def_path for dep in gan_sample.deps}  # has sample_gan

@@ -14,7 +14,7 @@ and horizontal flips; for LDM, diffusion on 8x8x4 latents of a small KL autoenco
 latents scaled to unit variance.
 
 The "ADM" model is sampled with DDIM using exactly the scheduler pair that DDIM reconstruction builds
-(`pipeline.inversion.ddim.build_ddim_schedulers`), so its fakes come from the process that later inverts
+(`pipeline.inversion.schedulers.build_ddim_schedulers`), so its fakes come from the process that later inverts
 them. Pixel models clip the predicted x0 to [-1, 1] at every step, as guided-diffusion / IDDPM sample with
 ``clip_denoised=True`` (DDIM and ancestral DDPM: ``clip_sample``; DPM-Solver: ``thresholding`` with
 ``sample_max_value=1``, which clips x0 to [-1, 1]); latent models never clip. Unclipped DDIM diverged on an
@@ -51,7 +51,7 @@ from pipeline.demo.statistics import relative_gaps, summary_statistics
 from pipeline.device import resolve_device, seed_everything
 from pipeline.errors import ConfigError, InputDataError
 from pipeline.imaging import from_model, to_model
-from pipeline.inversion.ddim import build_ddim_schedulers
+from pipeline.inversion.schedulers import build_ddim_schedulers
 from pipeline.models.autoencoder import AUTOENCODER_PRESETS, build_autoencoder
 from pipeline.models.patch_discriminator import PatchDiscriminator
 from pipeline.models.unet import UNET_PRESETS, build_unet, count_params
