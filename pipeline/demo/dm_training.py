@@ -406,8 +406,8 @@ def _train_autoencoder(
         loss = rec_loss + config.kl_weight * kl
         adv_on = disc is not None and step >= config.ae_adv_start
         metrics = {"ae_rec_loss": rec_loss.item(), "ae_kl": kl.item()}
-        judged = _anchor_colour(rec, x) if config.ae_adv_colour_anchor else rec
         if adv_on:
+            judged = _anchor_colour(rec, x) if config.ae_adv_colour_anchor else rec
             disc.requires_grad_(False)
             g_adv = -disc(judged).mean()
             weight = _adaptive_weight(rec_loss, g_adv, last_layer) * config.ae_adv_weight
