@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.errors import ModelLoadError
+from pipeline.errors import ConfigError, ModelLoadError
 from pipeline.models.dcgan import DCGANDiscriminator, DCGANGenerator
+from pipeline.models.highpass import HighPassView, laplacian
 from pipeline.models.stylegan2 import Discriminator, Generator, load_rosinality_checkpoint
 
 
@@ -141,3 +142,35 @@ def test_dcgan_shapes() -> None:
     assert x.shape == (5, 3, 16, 16) and x.abs().max() <= 1
     assert DCGANDiscriminator(16, base_channels=4, max_channels=16)(x).shape == (5, 1)
     assert not any(isinstance(m, Generator) for m in g.modules())
+
+
+def test_highpass_view_is_the_gate_laplacian() -> None:
+    """The discriminator's extra channels are `weight` x the Laplacian the quality gate measures hf with."""
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 8, 8) * 2 - 1
+    out = HighPassView(2.0)(x)
+    assert out.shape == (2, 6, 8, 8) and torch.equal(out[:, :3], x)
+    g = x.numpy()
+    inner = (
+        4 * g[..., 1:-1, 1:-1] - g[..., :-2, 1:-1] - g[..., 2:, 1:-1] - g[..., 1:-1, :-2] - g[..., 1:-1, 2:]
+    )
+    torch.testing.assert_close(out[:, 3:, 1:-1, 1:-1], 2.0 * torch.from_numpy(inner))
+    ramp = torch.linspace(-1, 1, 8).expand(1, 3, 8, 8)  # no curvature: nothing passes inside the image
+    assert laplacian(ramp)[..., 1:-1].abs().max() < 1e-6
+    assert laplacian(torch.ones(1, 3, 8, 8)).abs().max() == 0
+    with pytest.raises(ConfigError, match="weight"):
+        HighPassView(0.0)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda c: Discriminator(16, max_channels=8, in_channels=c),
+        lambda c: DCGANDiscriminator(16, base_channels=4, max_channels=8, in_channels=c),
+    ],
+)
+def test_discriminators_take_a_highpass_view(make) -> None:
+    x = torch.rand(4, 3, 16, 16) * 2 - 1
+    assert torch.nn.Sequential(HighPassView(2.0), make(6))(x).shape == (4, 1)
+    with pytest.raises(RuntimeError):
+        make(3)(HighPassView(2.0)(x))  # a 3-channel discriminator cannot read the 6-channel view

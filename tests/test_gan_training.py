@@ -13,6 +13,7 @@ from pipeline.demo.gan_training import GanTrainConfig, build_models, load_genera
 from pipeline.demo.quality import GATE_STATISTICS
 from pipeline.device import seed_everything
 from pipeline.errors import ConfigError, InputDataError, ModelLoadError
+from pipeline.models.highpass import HighPassView
 
 
 def get_config(**overrides: object) -> GanTrainConfig:
@@ -137,3 +138,19 @@ def test_changing_only_logging_keys_resumes_the_saved_state(faces: np.ndarray, t
     assert relogged.resumed_from_step == 4  # nothing retrained
     a, b = load_generator(tmp_path / "a").state_dict(), load_generator(tmp_path / "b").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("arch", ["stylegan2", "dcgan"])
+def test_highpass_discriminator_trains(arch: str, faces: np.ndarray, tmp_path: Path) -> None:
+    """`d_highpass` puts the high-pass view inside D: D takes RGB, R1 differentiates through the view."""
+    cfg = get_config(arch=arch, d_highpass=2.0)
+    _, d = build_models(cfg)
+    assert isinstance(d[0], HighPassView) and d[0].weight == 2.0
+    assert sum(p.numel() for p in d.parameters()) > sum(
+        p.numel() for p in build_models(get_config(arch=arch))[1].parameters()
+    )
+    report = train_gan(cfg, faces, tmp_path, seed=3, device=torch.device("cpu"))
+    assert all(np.isfinite(row["r1"]) and np.isfinite(row["loss_d"]) for row in report.history)
+    assert load_generator(tmp_path)(torch.randn(2, cfg.style_dim)).shape == (2, 3, 8, 8)
+    with pytest.raises(ConfigError, match="d_highpass"):
+        get_config(d_highpass=-1.0)

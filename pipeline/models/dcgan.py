@@ -66,18 +66,22 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-    """Image `(B, 3, size, size)` -> logit `(B, 1)`: stride-2 convolutions with leaky ReLU, no normalisation
-    (BatchNorm would couple the samples that the R1 penalty treats independently)."""
+    """Image `(B, in_channels, size, size)` -> logit `(B, 1)`: stride-2 convolutions with leaky ReLU, no
+    normalisation (BatchNorm would couple the samples that the R1 penalty treats independently).
+    ``in_channels`` is 3 for RGB, 6 behind a `pipeline.models.highpass.HighPassView`."""
 
-    def __init__(self, size: int, *, base_channels: int = 32, max_channels: int = 256) -> None:
+    def __init__(
+        self, size: int, *, base_channels: int = 32, max_channels: int = 256, in_channels: int = 3
+    ) -> None:
         super().__init__()
         w = _widths(size, base_channels, max_channels)
         self.arch_config: dict[str, Any] = {
             "size": size,
             "base_channels": base_channels,
             "max_channels": max_channels,
+            "in_channels": in_channels,
         }
-        layers: list[nn.Module] = [nn.Conv2d(3, w[size], 3, 1, 1), nn.LeakyReLU(0.2)]
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, w[size], 3, 1, 1), nn.LeakyReLU(0.2)]
         res = size
         while res > 4:
             layers += [nn.Conv2d(w[res], w[res // 2], 4, 2, 1), nn.LeakyReLU(0.2)]

@@ -537,7 +537,9 @@ class ResBlock(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """Residual StyleGAN2 discriminator with minibatch standard deviation (rosinality layout)."""
+    """Residual StyleGAN2 discriminator with minibatch standard deviation (rosinality layout).
+
+    ``in_channels`` is 3 for RGB, 6 behind a `pipeline.models.highpass.HighPassView`."""
 
     def __init__(
         self,
@@ -547,6 +549,7 @@ class Discriminator(nn.Module):
         channel_base: int = 16384,
         max_channels: int = 512,
         stddev_group: int = 4,
+        in_channels: int = 3,
     ) -> None:
         super().__init__()
         log_size = _parse_size(size)
@@ -556,6 +559,7 @@ class Discriminator(nn.Module):
             "channel_multiplier": channel_multiplier,
             "channel_base": channel_base,
             "max_channels": max_channels,
+            "in_channels": in_channels,
         }
         ch = {
             2**i: channels_for(
@@ -566,7 +570,7 @@ class Discriminator(nn.Module):
             )
             for i in range(2, log_size + 1)
         }
-        convs: list[nn.Module] = [ConvLayer(3, ch[size], 1)]
+        convs: list[nn.Module] = [ConvLayer(in_channels, ch[size], 1)]
         in_ch = ch[size]
         for i in range(log_size, 2, -1):
             convs.append(ResBlock(in_ch, ch[2 ** (i - 1)]))
@@ -579,7 +583,7 @@ class Discriminator(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Images `(B, 3, size, size)` in [-1, 1] -> logits `(B, 1)`."""
+        """Images `(B, in_channels, size, size)` in [-1, 1] -> logits `(B, 1)`."""
         out = self.convs(x)
         b, c, h, w = out.shape
         # Minibatch stddev over groups of `group` samples (largest divisor of B not above stddev_group).
