@@ -1,13 +1,13 @@
 """A fixed high-pass view of an image for a discriminator: its channels plus their Laplacian.
 
-Why: the demo GANs' fakes lacked 30-50% of the real faces' high-frequency energy at 32 px however long they
-trained (README "Results"), and a discriminator that sees only RGB gave them no reason to make it: fine
-detail is a small part of the pixel values, and the StyleGAN2 discriminator blurs before every downsampling.
+Why: the demo GANs' fakes lacked 38-49% of the real faces' high-frequency energy at 32 px however long they
+trained (README "Results"): a discriminator that sees only RGB did not make them produce it (fine detail is a
+small part of the pixel values, and the StyleGAN2 discriminator blurs before every downsampling).
 Frequency-aware discriminators are the published remedy (SWAGAN, Gal et al. 2021, judges wavelet sub-bands;
 FreGAN, Yang et al. 2022, adds a high-frequency discriminator); this is their simplest form: the
 discriminator's first layer reads the image and ``weight`` x its 4-neighbour Laplacian (the operator the
-demo's quality gate measures high-frequency energy with, `pipeline.demo.statistics`), so detail that is
-missing changes its input as much as a wrong colour would.
+demo's quality gate measures high-frequency energy with, `pipeline.demo.statistics`, here per channel), so
+missing detail shows in its input directly instead of as a small part of the pixel values.
 """
 
 from __future__ import annotations
