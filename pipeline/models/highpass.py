@@ -23,11 +23,14 @@ __all__ = ["HighPassView", "laplacian"]
 _LAPLACIAN = torch.tensor([[0.0, -1.0, 0.0], [-1.0, 4.0, -1.0], [0.0, -1.0, 0.0]])
 
 
-def laplacian(x: torch.Tensor) -> torch.Tensor:
-    """Per-channel 4-neighbour Laplacian of `(B, C, H, W)` with reflected borders (same shape)."""
+def laplacian(x: torch.Tensor, kernel: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-channel 4-neighbour Laplacian of `(B, C, H, W)` with reflected borders (same shape).
+
+    ``kernel`` is the 3x3 Laplacian already on ``x``'s device (`HighPassView` keeps one as a buffer, so a
+    training step does not copy it to the GPU on every discriminator call)."""
     c = x.shape[1]
-    kernel = _LAPLACIAN.to(dtype=x.dtype, device=x.device).expand(c, 1, 3, 3)
-    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), kernel, groups=c)
+    k = (_LAPLACIAN if kernel is None else kernel).to(dtype=x.dtype, device=x.device)
+    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), k.expand(c, 1, 3, 3), groups=c)
 
 
 class HighPassView(nn.Module):
@@ -43,9 +46,10 @@ class HighPassView(nn.Module):
         if not weight > 0:
             raise ConfigError(f"`weight` of a high-pass view must be > 0. Got {weight!r} instead.")
         self.weight = float(weight)
+        self.register_buffer("kernel", _LAPLACIAN.clone(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([x, self.weight * laplacian(x)], dim=1)
+        return torch.cat([x, self.weight * laplacian(x, self.kernel)], dim=1)
 
     def extra_repr(self) -> str:
         return f"weight={self.weight}"
