@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 from pipeline.inversion.gan import GanReconstructor
 from pipeline.models.checkpoint import save_checkpoint, weights_hash
 from pipeline.models.encoder import FeatureStyleEncoder
-from pipeline.models.stylegan2 import Generator
+from pipeline.models.gan.stylegan2 import Generator
 
 
 def _demo_models(root: Path, resolution: int) -> tuple[Path, Path]:

@@ -33,7 +33,7 @@ BATCH, PASSES, REPEATS = 32, 20, 3
 WORKLOAD = f"""
 import json, sys, time, torch
 sys.path.insert(0, {str(ROOT)!r})
-from pipeline.models.unet import build_unet
+from pipeline.models.dm.unet import build_unet
 torch.manual_seed(0)
 unet = build_unet("adm-s", 32).eval()
 x, t = torch.randn({BATCH}, 3, 32, 32), torch.full(({BATCH},), 500)

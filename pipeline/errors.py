@@ -37,5 +37,9 @@ class ModelLoadError(MultireconError):
     """A checkpoint or model folder is missing, of the wrong kind, or fails its hash."""
 
 
+class TrainingDivergedError(MultireconError, FloatingPointError):
+    """A loss became NaN/Inf during training; the message names the step and the losses."""
+
+
 class MultireconWarning(UserWarning):
     """Warnings of this library (tests turn them into errors)."""

@@ -20,7 +20,7 @@ from pipeline.inversion.ddim import (
     locate_model_parts,
 )
 from pipeline.models.checkpoint import weights_hash
-from pipeline.models.unet import build_unet
+from pipeline.models.dm.unet import build_unet
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from dvc.repo import Repo
 
 from pipeline.demo.generators import GeneratorSpec
 from pipeline.errors import ConfigError
@@ -36,22 +35,3 @@ def test_spec_from_params_reads_a_generator() -> None:
 def test_bad_spec_names_its_key(spec: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         GeneratorSpec.from_params("g", spec)
-
-
-def test_each_generator_stage_depends_on_its_own_familys_trainer_only() -> None:
-    """DVC resolves ``${item.family}``: a change to the DM trainer re-trains DMs, never the GANs, and back."""
-    with Repo(str(ROOT)) as repo:
-        for stage_name, own, other in [
-            ("train_generator@stylegan", "gan_training.py", "dm_training.py"),
-            ("train_generator@dcgan", "gan_training.py", "dm_training.py"),
-            ("train_generator@adm", "dm_training.py", "gan_training.py"),
-            ("train_generator@ldm", "dm_training.py", "gan_training.py"),
-        ]:
-            (stage,) = repo.stage.collect(stage_name)
-            deps = {dep.def_path for dep in stage.deps}
-            assert f"pipeline/demo/{own}" in deps and f"pipeline/demo/{other}" not in deps, stage_name
-            assert "pipeline/models/patch_discriminator.py" in deps  # the LDM autoencoder's discriminator
-            # A DM's saved sampler comes from the scheduler module, not from the reconstruction code.
-            assert "pipeline/inversion/schedulers.py" in deps and "pipeline/inversion/ddim.py" not in deps
-        (gan_sample,) = repo.stage.collect("sample@stylegan")
-        assert "pipeline/demo/gan_training.py" in {dep.def_path for dep in gan_sample.deps}  # has sample_gan

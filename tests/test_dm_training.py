@@ -23,8 +23,8 @@ from pipeline.demo.dm_training import (
 from pipeline.demo.quality import GATE_STATISTICS
 from pipeline.errors import ConfigError, InputDataError, ModelLoadError
 from pipeline.inversion.ddim import DDIMReconstructor, build_ddim_schedulers
-from pipeline.models.autoencoder import build_autoencoder
-from pipeline.models.unet import build_unet, unet_config
+from pipeline.models.dm.autoencoder import build_autoencoder
+from pipeline.models.dm.unet import build_unet, unet_config
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -101,6 +101,31 @@ def test_second_repro_has_nothing_to_do(project: Path) -> None:
     assert "up to date" in out.lower()
 
 
+def _changed_stages(project: Path) -> set[str]:
+    return set(json.loads(_ok(["dvc", "status", "--json"], project)))
+
+
+def test_a_code_edit_touches_only_its_own_generator_family(project: Path) -> None:
+    """An edit in one family's networks makes only that family's generator stages stale; Python bytecode
+    caches in the code folders (absent on a colleague's clone) change nothing."""
+    by_family = {"gan": {"stylegan", "stylegan2", "dcgan"}, "dm": {"adm", "iddpm", "ldm"}}
+    for family, edited in (("gan", "highpass.py"), ("dm", "unet.py")):
+        path = project / "pipeline" / "models" / family / edited
+        original = path.read_text()
+        try:
+            path.write_text(original + "\n# an edit\n")
+            stale = _changed_stages(project)
+        finally:
+            path.write_text(original)
+        expected = {f"{stage}@{g}" for g in by_family[family] for stage in ("train_generator", "sample")}
+        assert stale == expected, (family, stale)
+    pycache = project / "pipeline" / "models" / "gan" / "__pycache__"
+    pycache.mkdir(exist_ok=True)
+    (pycache / "highpass.cpython-399.pyc").write_bytes(b"\x00bytecode")
+    (project / "pipeline" / "cache" / "stray.pyc").write_bytes(b"\x00bytecode")
+    assert _changed_stages(project) == set()
+
+
 def test_recon_steps_reruns_only_ddim_and_dependents(project: Path) -> None:
     """The README's `dvc exp run -S recon.steps=...`: DDIM reconstruction and what reads it, nothing else."""
     original = (project / "params.yaml").read_text()

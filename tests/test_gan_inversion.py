@@ -15,7 +15,6 @@ from pipeline.errors import InputDataError, ModelLoadError
 from pipeline.imaging import to_model
 from pipeline.inversion.gan import GanReconstructor, run_recon_gan
 from pipeline.models.checkpoint import WEIGHTS_NAME, save_checkpoint
-from pipeline.models.dcgan import DCGANGenerator
 from pipeline.models.encoder import (
     EncoderTrainConfig,
     FeatureStyleEncoder,
@@ -24,7 +23,8 @@ from pipeline.models.encoder import (
     load_stylegan_generator,
     train_encoder,
 )
-from pipeline.models.stylegan2 import Generator
+from pipeline.models.gan.dcgan import DCGANGenerator
+from pipeline.models.gan.stylegan2 import Generator
 
 CPU = torch.device("cpu")
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from pipeline.errors import ConfigError, ModelLoadError
-from pipeline.models.dcgan import DCGANDiscriminator, DCGANGenerator
-from pipeline.models.highpass import HighPassView, laplacian
-from pipeline.models.stylegan2 import Discriminator, Generator, load_rosinality_checkpoint
+from pipeline.models.gan.dcgan import DCGANDiscriminator, DCGANGenerator
+from pipeline.models.gan.highpass import HighPassView, laplacian
+from pipeline.models.gan.stylegan2 import Discriminator, Generator, load_rosinality_checkpoint
 
 
 def get_generator(**overrides: object) -> Generator:

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from pipeline.cache.store import open_store, write_input_store
 from pipeline.models.checkpoint import save_checkpoint
-from pipeline.models.stylegan2 import Generator
+from pipeline.models.gan.stylegan2 import Generator
 
 
 def test_train_encoder_then_recon_gan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.demo.gan_training import GanTrainConfig, build_models, load_generator, sample_gan, train_gan
+from pipeline.demo.gan_sampling import load_generator, sample_gan
+from pipeline.demo.gan_training import GanTrainConfig, build_models, train_gan
 from pipeline.demo.quality import GATE_STATISTICS
 from pipeline.device import seed_everything
 from pipeline.errors import ConfigError, InputDataError, ModelLoadError
-from pipeline.models.highpass import HighPassView
+from pipeline.models.gan.highpass import HighPassView
 
 
 def get_config(**overrides: object) -> GanTrainConfig:

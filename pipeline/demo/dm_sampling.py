@@ -36,7 +36,7 @@ from diffusers import (
 from pipeline.device import resolve_device
 from pipeline.errors import ConfigError, ModelLoadError, MultireconError
 from pipeline.imaging import from_model
-from pipeline.inversion.schedulers import build_ddim_schedulers
+from pipeline.models.dm.schedulers import build_ddim_schedulers
 from pipeline.progress import progress
 
 if TYPE_CHECKING:

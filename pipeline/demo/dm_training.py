@@ -14,7 +14,7 @@ and horizontal flips; for LDM, diffusion on 8x8x4 latents of a small KL autoenco
 latents scaled to unit variance.
 
 The "ADM" model is sampled with DDIM using exactly the scheduler pair that DDIM reconstruction builds
-(`pipeline.inversion.schedulers.build_ddim_schedulers`), so its fakes come from the process that later inverts
+(`pipeline.models.dm.schedulers.build_ddim_schedulers`), so its fakes come from the process that later inverts
 them. Pixel models clip the predicted x0 to [-1, 1] at every step, as guided-diffusion / IDDPM sample with
 ``clip_denoised=True`` (DDIM and ancestral DDPM: ``clip_sample``; DPM-Solver: ``thresholding`` with
 ``sample_max_value=1``, which clips x0 to [-1, 1]); latent models never clip. Unclipped DDIM diverged on an
@@ -51,10 +51,10 @@ from pipeline.demo.statistics import relative_gaps, summary_statistics
 from pipeline.device import resolve_device, seed_everything
 from pipeline.errors import ConfigError, InputDataError
 from pipeline.imaging import from_model, to_model
-from pipeline.inversion.schedulers import build_ddim_schedulers
-from pipeline.models.autoencoder import AUTOENCODER_PRESETS, build_autoencoder
-from pipeline.models.patch_discriminator import PatchDiscriminator
-from pipeline.models.unet import UNET_PRESETS, build_unet, count_params
+from pipeline.models.dm.autoencoder import AUTOENCODER_PRESETS, build_autoencoder
+from pipeline.models.dm.patch_discriminator import PatchDiscriminator
+from pipeline.models.dm.schedulers import build_ddim_schedulers
+from pipeline.models.dm.unet import UNET_PRESETS, build_unet, count_params
 from pipeline.plots import save_image_grid
 from pipeline.progress import progress
 
@@ -80,7 +80,7 @@ class DmTrainConfig:
         kind (`"ddpm" | "ldm"`): pixel-space DDPM or latent diffusion with its own autoencoder.
         prediction_type (`"epsilon" | "v_prediction"`): what the UNet regresses (see the module docstring);
             saved in the scheduler config, so sampling and DDIM inversion of the model use it too.
-        unet (`str`): a `pipeline.models.unet.UNET_PRESETS` key.
+        unet (`str`): a `pipeline.models.dm.unet.UNET_PRESETS` key.
         resolution (`int`): image side in pixels.
         beta_schedule (`"linear" | "squaredcos_cap_v2"`): DDPM linear (1e-4..0.02) or IDDPM cosine.
         num_train_timesteps (`int`): T of the forward process.
@@ -253,7 +253,7 @@ def _training_code() -> list[Any]:
     import sys
 
     from pipeline.demo import statistics
-    from pipeline.models import autoencoder, patch_discriminator, unet
+    from pipeline.models.dm import autoencoder, patch_discriminator, unet
 
     return [sys.modules[__name__], statistics, autoencoder, patch_discriminator, unet]
 

@@ -1,4 +1,4 @@
-"""Train the demo GANs (StyleGAN2-type and DCGAN-type) on the real training faces, save and sample them.
+"""Train the demo GANs (StyleGAN2-type and DCGAN-type) on the real training faces and save them.
 
 Loss: the non-saturating logistic GAN loss with lazy R1 regularisation of the discriminator (Mescheder et al.
 2018; StyleGAN2's lazy schedule: R1 every ``r1_every`` D steps, scaled by ``r1_every``, with Adam's lr/betas
@@ -24,15 +24,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.demo.faces import jpeg_roundtrip
+from pipeline.demo.gan_sampling import GAN_ARCHS, sample_gan
 from pipeline.demo.resume import TrainingCheckpoint, recipe_key, step_bar
 from pipeline.demo.statistics import relative_gaps, summary_statistics
 from pipeline.device import Precision, autocast, parse_precision, seed_everything
-from pipeline.errors import ConfigError, InputDataError, ModelLoadError, MultireconError
+from pipeline.errors import ConfigError, InputDataError, TrainingDivergedError
 from pipeline.imaging import from_model, to_model
-from pipeline.models.checkpoint import CONFIG_NAME, load_checkpoint, load_state_into, save_checkpoint
-from pipeline.models.dcgan import DCGANDiscriminator, DCGANGenerator
-from pipeline.models.highpass import HighPassView
-from pipeline.models.stylegan2 import Discriminator, Generator
+from pipeline.models.checkpoint import save_checkpoint
+from pipeline.models.gan.dcgan import DCGANDiscriminator, DCGANGenerator
+from pipeline.models.gan.highpass import HighPassView
+from pipeline.models.gan.stylegan2 import Discriminator, Generator
 from pipeline.plots import save_image_grid
 
 __all__ = [
@@ -40,20 +41,13 @@ __all__ = [
     "GanTrainReport",
     "TrainingDivergedError",
     "build_models",
-    "load_generator",
-    "sample_gan",
     "train_gan",
 ]
 
 log = logging.getLogger(__name__)
 
 
-class TrainingDivergedError(MultireconError, FloatingPointError):
-    """A loss became NaN/Inf during training; the message names the step and the losses."""
-
-
 Arch = Literal["stylegan2", "dcgan"]
-_ARCHS = ("stylegan2", "dcgan")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,7 +65,8 @@ class GanTrainConfig:
         max_channels (`int`, defaults to 64): widest generator layer.
         d_max_channels (`int`, defaults to 64): widest discriminator layer.
         d_highpass (`float`, defaults to 0): when > 0 the discriminator reads the image and this weight x
-            its Laplacian (`pipeline.models.highpass.HighPassView`, a frequency-aware discriminator); 0 = RGB.
+            its Laplacian (`pipeline.models.gan.highpass.HighPassView`, a frequency-aware discriminator);
+            0 = RGB.
             Medium recipes at 2,000 steps (README "Results", 2026-12-05), fakes' high-frequency energy gap vs
             the training faces: DCGAN -41% (0) vs -16% (2), StyleGAN -45% vs -16%.
         base_channels (`int`, defaults to 16): DCGAN width at full resolution (doubles per halving).
@@ -112,8 +107,8 @@ class GanTrainConfig:
     jpeg_quality: int = 75
 
     def __post_init__(self) -> None:
-        if self.arch not in _ARCHS:
-            raise ConfigError(f"`arch` must be one of {_ARCHS}. Got {self.arch!r} instead.")
+        if self.arch not in GAN_ARCHS:
+            raise ConfigError(f"`arch` must be one of {GAN_ARCHS}. Got {self.arch!r} instead.")
         r = self.resolution
         if not isinstance(r, int) or r < 8 or r & (r - 1):
             raise ConfigError(f"`resolution` must be a power of two >= 8. Got {r!r} instead.")
@@ -257,7 +252,7 @@ def _training_code() -> list[Any]:
     import sys
 
     from pipeline.demo import statistics
-    from pipeline.models import dcgan, highpass, stylegan2
+    from pipeline.models.gan import dcgan, highpass, stylegan2
 
     return [sys.modules[__name__], statistics, dcgan, highpass, stylegan2]
 
@@ -452,41 +447,3 @@ def train_gan(
         report.sample_stats,
     )
     return report
-
-
-def load_generator(model_dir: Path) -> nn.Module:
-    """Load a generator folder written by `train_gan` (kind ``stylegan2`` or ``dcgan``), frozen, in eval
-    mode."""
-    meta_path = Path(model_dir) / CONFIG_NAME
-    if not meta_path.is_file():
-        raise ModelLoadError(f"generator folder {str(model_dir)!r} has no {CONFIG_NAME}.")
-    kind = json.loads(meta_path.read_text()).get("kind")
-    if kind not in _ARCHS:
-        raise ModelLoadError(f"{str(meta_path)!r} holds a {kind!r} model; expected one of {_ARCHS}.")
-    cfg, state = load_checkpoint(model_dir, kind=kind)
-    try:
-        g: nn.Module = Generator(**cfg) if kind == "stylegan2" else DCGANGenerator(**cfg)
-    except (TypeError, ConfigError) as exc:
-        raise ModelLoadError(f"{str(meta_path)!r} has an invalid {kind} config {cfg}: {exc}") from exc
-    load_state_into(g, state, source=str(model_dir))
-    return g.eval().requires_grad_(False)
-
-
-@torch.no_grad()
-def sample_gan(
-    model_dir: Path, n: int, *, seed: int, batch_size: int = 256, device: torch.device | None = None
-) -> np.ndarray:
-    """Draw ``n`` samples (truncation psi = 1) as uint8 `(n, 3, H, W)`; identical for identical ``seed``."""
-    if n < 1 or batch_size < 1:
-        raise ConfigError(f"`n` and `batch_size` must be >= 1. Got {n!r}, {batch_size!r}.")
-    device = device or torch.device("cpu")
-    g = load_generator(model_dir).to(device)
-    z_all = torch.randn(n, g.style_dim, generator=torch.Generator().manual_seed(seed))
-    out = []
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for i in range(0, n, batch_size):
-            z = z_all[i : i + batch_size].to(device)
-            x = g(z, noise_mode="random") if isinstance(g, Generator) else g(z)
-            out.append(from_model(x))
-    return np.concatenate(out)

@@ -125,7 +125,7 @@ def sample_generator(
     """Draw ``n`` images (uint8 N,3,H,W) from a trained demo generator, deterministically per seed."""
     spec = read_spec(model_dir)
     if spec.kind in GAN_KINDS:
-        from pipeline.demo.gan_training import sample_gan
+        from pipeline.demo.gan_sampling import sample_gan
 
         return sample_gan(model_dir, n, seed=seed, batch_size=batch_size, device=device)
     from pipeline.demo.dm_sampling import sample_dm

@@ -4,7 +4,7 @@ For an image x0: deterministic DDIM inversion (eta = 0, paper Eq. 3) walks x0 ->
 DDIM sampling (Eq. 2) walks x_T -> x0' with the same UNet. Images the model generated itself come back
 closer than real photos (the premise the detectors exploit).
 
-Scheduler pair: `pipeline.inversion.schedulers.build_ddim_schedulers` (the clip bound, ``set_alpha_to_one``
+Scheduler pair: `pipeline.models.dm.schedulers.build_ddim_schedulers` (the clip bound, ``set_alpha_to_one``
 and the timestep spacings it allows are explained there).
 
 Following diffusers' inversion pipelines, the inverse step to noise level t evaluates the UNet at t on
@@ -34,8 +34,8 @@ from pipeline.device import autocast_dtype, parse_precision, resolve_device
 from pipeline.errors import ConfigError, ModelLoadError, MultireconError
 from pipeline.imaging import to_model
 from pipeline.inversion.report import summarize_recon_store
-from pipeline.inversion.schedulers import SCHEDULER_OVERRIDES, build_ddim_schedulers
 from pipeline.models.checkpoint import weights_hash
+from pipeline.models.dm.schedulers import SCHEDULER_OVERRIDES, build_ddim_schedulers
 from pipeline.progress import progress as progress_bar
 
 if TYPE_CHECKING:

@@ -1,1 +1,2 @@
-"""Model definitions: StyleGAN2-type GANs, encoders, DCGAN, diffusers UNet builders, ResNet backbones."""
+"""Model definitions: `gan` and `dm` (one folder per generator family, each the code its DVC training stages
+depend on), the GAN-inversion encoder, ResNet backbones, checkpoint I/O."""

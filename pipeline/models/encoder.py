@@ -27,12 +27,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.demo.gan_training import TrainingDivergedError, load_generator
+from pipeline.demo.gan_sampling import load_generator
 from pipeline.device import seed_everything
-from pipeline.errors import ConfigError, InputDataError, ModelLoadError
+from pipeline.errors import ConfigError, InputDataError, ModelLoadError, TrainingDivergedError
 from pipeline.imaging import to_model
 from pipeline.models.checkpoint import load_checkpoint, load_state_into, save_checkpoint, weights_hash
-from pipeline.models.stylegan2 import Generator
+from pipeline.models.gan.stylegan2 import Generator
 from pipeline.progress import progress
 
 __all__ = [

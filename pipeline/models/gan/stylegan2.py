@@ -539,7 +539,7 @@ class ResBlock(nn.Module):
 class Discriminator(nn.Module):
     """Residual StyleGAN2 discriminator with minibatch standard deviation (rosinality layout).
 
-    ``in_channels`` is 3 for RGB, 6 behind a `pipeline.models.highpass.HighPassView`."""
+    ``in_channels`` is 3 for RGB, 6 behind a `pipeline.models.gan.highpass.HighPassView`."""
 
     def __init__(
         self,

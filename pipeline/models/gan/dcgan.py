@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from pipeline.errors import ConfigError
-from pipeline.models.stylegan2 import PixelNorm
+from pipeline.models.gan.stylegan2 import PixelNorm
 
 __all__ = ["DCGANDiscriminator", "DCGANGenerator"]
 
@@ -68,7 +68,7 @@ class DCGANGenerator(nn.Module):
 class DCGANDiscriminator(nn.Module):
     """Image `(B, in_channels, size, size)` -> logit `(B, 1)`: stride-2 convolutions with leaky ReLU, no
     normalisation (BatchNorm would couple the samples that the R1 penalty treats independently).
-    ``in_channels`` is 3 for RGB, 6 behind a `pipeline.models.highpass.HighPassView`."""
+    ``in_channels`` is 3 for RGB, 6 behind a `pipeline.models.gan.highpass.HighPassView`."""
 
     def __init__(
         self, size: int, *, base_channels: int = 32, max_channels: int = 256, in_channels: int = 3
