@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from pipeline.demo.quality import (
     COLOUR_STATISTICS,
@@ -12,6 +13,7 @@ from pipeline.demo.quality import (
     quality_report,
     summary_statistics,
 )
+from pipeline.demo.statistics import statistics_distance
 
 
 def _faces(n: int, seed: int, contrast: float = 1.0) -> np.ndarray:
@@ -127,3 +129,13 @@ def test_grey_reals_do_not_gate_colour() -> None:
     assert all(colourful.relative_gap[k] <= 0.15 for k in colourful.gated)  # only the grey check fails it
     normal = quality_report(_faces(64, 2), _faces(64, 0), _faces(64, 1))
     assert normal.gated == list(REPORT_STATISTICS) and normal.grey_fakes is None
+
+
+def test_statistics_distance_is_the_largest_gated_gap() -> None:
+    real = {"mean": 0.5, "std": 0.2, "hf_energy": 0.02, "colourfulness": 0.15, "cast_rg": 0.1, "cast_yb": 0.1}
+    fake = {**real, "std": 0.18, "hf_energy": 0.016}
+    assert statistics_distance(fake, real) == pytest.approx(0.2)  # hf -20% beats std -10%
+    assert statistics_distance(real, real) == 0.0
+    grey_real = {**real, "colourfulness": 0.001}
+    painted = {**grey_real, "colourfulness": 0.3, "std": 0.19}
+    assert statistics_distance(painted, grey_real) == pytest.approx(0.05)  # colour not gated on grey reals

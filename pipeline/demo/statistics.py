@@ -15,6 +15,7 @@ __all__ = [
     "GREY_COLOURFULNESS",
     "image_statistics",
     "relative_gaps",
+    "statistics_distance",
     "summary_statistics",
 ]
 
@@ -73,6 +74,16 @@ def relative_gaps(
     return {
         k: abs(fake[k] - real[k]) / (colour_scale if k in colour else max(abs(real[k]), 1e-8)) for k in fake
     }
+
+
+def statistics_distance(fake: dict[str, float], real: dict[str, float]) -> float:
+    """The largest `relative_gaps` entry over `GATE_STATISTICS`, colour left out when the reals are grey (as
+    the gate does): one number for "how far these samples sit from the real faces", smaller is closer. GAN
+    training can keep the snapshot that minimises it against the training faces (``closest_stats``)."""
+    grey = real["colourfulness"] < GREY_COLOURFULNESS
+    keys = [k for k in GATE_STATISTICS if not (grey and k in COLOUR_STATISTICS)]
+    gaps = relative_gaps({k: fake[k] for k in keys}, real)
+    return max(gaps.values())
 
 
 def summary_statistics(images: np.ndarray) -> dict[str, float]:
