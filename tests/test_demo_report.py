@@ -64,6 +64,15 @@ def test_report_joins_training_and_quality(tmp_path: Path) -> None:
     assert md.splitlines()[2].count("|") == 21 and "| n/a |" in md  # a quality.json without the hue spread
     assert by["ldm"]["colour_error_900"] is None  # a report from before x0_error_by_t
     assert Image.open(tmp_path / "out" / "generators.png").size[0] > 100
+    assert by["dcgan"]["snapshot_step"] == 2000  # a report from before `snapshot`: the last one
+
+
+def test_gan_row_names_a_kept_snapshot(tmp_path: Path) -> None:
+    kept = {**GAN, "snapshot_step": 1250, "snapshot_distance": 0.08}
+    dcgan = _write(tmp_path, "dcgan", ("report.json", kept), _quality("dcgan", "gan", 0.05))
+    summary = write_generator_report([dcgan[0]], [dcgan[1]], None, tmp_path / "out")
+    assert summary["generators"]["dcgan"]["snapshot_step"] == 1250
+    assert "one forward pass (EMA of step 1,250)" in (tmp_path / "out" / "generators.md").read_text()
 
 
 def test_pixel_dm_row_shows_prediction_type_and_colour_error(tmp_path: Path) -> None:

@@ -76,6 +76,7 @@ def _training(model_dir: Path) -> dict[str, Any]:
             "preclamp_outside": float(r["sample_preclamp"]["frac_outside_1"]),
         }
     r = _read_json(model_dir / "report.json")  # GAN (pipeline.demo.gan_training)
+    kept = int(r.get("snapshot_step") or r["steps"])  # reports before `snapshot` existed kept the last
     return {
         "arch": str(r["arch"]),
         "steps": int(r["steps"]),
@@ -83,7 +84,8 @@ def _training(model_dir: Path) -> dict[str, Any]:
         "params": int(r["g_params"]) + int(r["d_params"]),
         "train_seconds": float(r["seconds"]),
         "s_per_step": float(r["s_per_step"]),
-        "sampler": "one forward pass",
+        "sampler": "one forward pass" + (f" (EMA of step {kept:,})" if kept != int(r["steps"]) else ""),
+        "snapshot_step": kept,
         "preclamp_outside": None,
         "colour_error_900": None,
     }
