@@ -217,3 +217,18 @@ def test_closest_stats_survives_a_resume(faces: np.ndarray, tmp_path: Path) -> N
 def test_bad_snapshot_settings_are_named(key: str, value: object) -> None:
     with pytest.raises(ConfigError, match=f"`{key}`"):
         get_config(**{key: value})
+
+
+def test_more_steps_forget_a_kept_snapshot_from_before_the_new_half_way_mark(
+    faces: np.ndarray, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Raising `steps` still resumes, but a snapshot kept from before the new eligibility mark is dropped."""
+    cpu, work = torch.device("cpu"), tmp_path / "work"
+    cfg = {"stats_every": 2, "snapshot": "closest_stats", "snapshot_from": 0.5}
+    first = train_gan(get_config(steps=8, **cfg), faces, tmp_path / "a", seed=5, device=cpu, work_dir=work)
+    assert 4 <= first.snapshot_step <= 8
+    more = train_gan(get_config(steps=20, **cfg), faces, tmp_path / "b", seed=5, device=cpu, work_dir=work)
+    assert more.resumed_from_step == 8 and more.snapshot_step >= 10
+    assert "forgetting the kept snapshot" in caplog.text
+    seen = {int(r["step"]) + 1: r["stats_distance"] for r in more.history if "stats_distance" in r}
+    assert more.snapshot_distance == min(d for step, d in seen.items() if step >= 10)

@@ -92,7 +92,9 @@ class GanTrainConfig:
             held-out ones; with it, ``stats_every`` and ``jpeg_quality`` shape the result and so join the
             recipe that a banked state must match.
         snapshot_from (`float`, defaults to 0.5): the fraction of ``steps`` before which no snapshot is kept
-            (early generators can match pixel statistics while still drawing poor faces).
+            (early generators can match pixel statistics while still drawing poor faces). A run resumed with
+            more ``steps`` keeps its banked snapshot only if it is still past that mark; otherwise it chooses
+            among the snapshots from the resume on (a warning says so).
     """
 
     arch: Arch
@@ -360,6 +362,17 @@ def train_gan(
         torch.set_rng_state(state["torch_rng"])
         history, last, r1_val = list(state["history"]), dict(state["last"]), float(state["r1"])
         best = state.get("best")
+        if best is not None and best["step"] < first_eligible:
+            # `steps` was raised since this state was banked: its kept snapshot is no longer from the eligible
+            # part of the run, and the snapshots between the new half-way mark and here were not kept.
+            log.warning(
+                "forgetting the kept snapshot of step %d: snapshots count from step %d now (steps %d); the"
+                " choice covers only the snapshots from here on",
+                best["step"],
+                first_eligible,
+                config.steps,
+            )
+            best = None
         start, earlier_seconds = int(state["step"]), float(state["seconds"])
 
     def training_state(done: int) -> dict[str, Any]:
