@@ -266,13 +266,13 @@ def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 # Config keys that only change what is logged (statistics draw from a forked RNG): a run differing from a
 # saved state only in these resumes it, as `pipeline.demo.dm_training` does for its sampling-only keys.
-_LOGGING_ONLY = frozenset({"log_every", "stats_every", "jpeg_quality", "snapshot_from"})
+_LOGGING_ONLY = frozenset({"log_every", "stats_every", "jpeg_quality"})
 
 
 def _not_in_recipe(config: GanTrainConfig) -> frozenset[str]:
     """Keys that never change the saved weights: logging, and with ``snapshot="last"`` the statistics
-    schedule (with ``"closest_stats"`` that schedule picks the saved generator)."""
-    return _LOGGING_ONLY if config.snapshot == "last" else frozenset({"log_every"})
+    schedule and ``snapshot_from`` (with ``"closest_stats"`` they pick the saved generator)."""
+    return _LOGGING_ONLY | {"snapshot_from"} if config.snapshot == "last" else frozenset({"log_every"})
 
 
 def _training_code() -> list[Any]:
@@ -482,8 +482,12 @@ def train_gan(
     snapshot_step, snapshot_distance = config.steps, None
     if best is not None:
         g_ema.load_state_dict(best["g_ema"])
-        snapshot = snapshot_step, snapshot_distance = int(best["step"]), float(best["distance"])
-        log.info("keeping the snapshot closest to the training faces <step=%d> <distance=%.4f>", *snapshot)
+        snapshot_step, snapshot_distance = int(best["step"]), float(best["distance"])
+        log.info(
+            "keeping the snapshot closest to the training faces <step=%d> <distance=%.4f>",
+            snapshot_step,
+            snapshot_distance,
+        )
     out_dir = Path(out_dir)
     save_checkpoint(out_dir, g_ema.cpu(), kind=config.arch, config=config.generator_kwargs())
     samples = sample_gan(out_dir, 512, seed=seed, device=device)

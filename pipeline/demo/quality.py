@@ -19,6 +19,7 @@ from pipeline.demo.statistics import (
     COLOUR_STATISTICS,
     GATE_STATISTICS,
     GREY_COLOURFULNESS,
+    gated_statistics,
     image_statistics,
     relative_gaps,
     summary_statistics,
@@ -125,7 +126,7 @@ def quality_report(
     real = {k: float(v.mean()) for k, v in per_real.items()}
     gap = relative_gaps(fake, real, colour=_COLOUR_KEYS)
     grey = real["colourfulness"] < GREY_COLOURFULNESS  # gaps then measured against the grey threshold
-    gated = [k for k in REPORT_STATISTICS if not (grey and k in _COLOUR_KEYS)]
+    gated = gated_statistics(REPORT_STATISTICS, real, colour=_COLOUR_KEYS)
     auc = {k: single_statistic_auc(per_fake[k], per_real[k]) for k in fake}
     nn_fake = nearest_neighbour_distances(fakes, real_train)
     nn_real = nearest_neighbour_distances(real_test, real_train)

@@ -13,6 +13,7 @@ __all__ = [
     "COLOUR_STATISTICS",
     "GATE_STATISTICS",
     "GREY_COLOURFULNESS",
+    "gated_statistics",
     "image_statistics",
     "relative_gaps",
     "statistics_distance",
@@ -80,10 +81,17 @@ def statistics_distance(fake: dict[str, float], real: dict[str, float]) -> float
     """The largest `relative_gaps` entry over `GATE_STATISTICS`, colour left out when the reals are grey (as
     the gate does): one number for "how far these samples sit from the real faces", smaller is closer. GAN
     training can keep the snapshot that minimises it against the training faces (``closest_stats``)."""
+    keys = gated_statistics(GATE_STATISTICS, real)
+    return max(relative_gaps({k: fake[k] for k in keys}, real).values())
+
+
+def gated_statistics(
+    keys: tuple[str, ...], real: dict[str, float], *, colour: tuple[str, ...] = COLOUR_STATISTICS
+) -> list[str]:
+    """``keys`` without the ``colour`` ones when the real faces are grey (`GREY_COLOURFULNESS`): the one rule
+    of which statistics count, shared by the gate and by GAN snapshot selection."""
     grey = real["colourfulness"] < GREY_COLOURFULNESS
-    keys = [k for k in GATE_STATISTICS if not (grey and k in COLOUR_STATISTICS)]
-    gaps = relative_gaps({k: fake[k] for k in keys}, real)
-    return max(gaps.values())
+    return [k for k in keys if not (grey and k in colour)]
 
 
 def summary_statistics(images: np.ndarray) -> dict[str, float]:
