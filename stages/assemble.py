@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from pipeline.demo.synth import assemble_dataset
+from pipeline.demo.assemble import assemble_dataset
 from stages._common import run, setup
 
 app = typer.Typer(add_completion=False, help=__doc__)

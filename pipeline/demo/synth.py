@@ -1,9 +1,7 @@
-"""Sample fakes from the demo generators and assemble the mini-ASFD as an ordinary dataset.
+"""Sample a demo generator's share of the mini-ASFD's fakes.
 
 Every fake goes through exactly the codec the real faces went through (JPEG at the same quality,
-same encoder settings), then the ``assemble`` step lays real and fake images out as
-``<root>/<generator>/<split>/*.jpg`` with a ``labels.csv`` (path, family, generator, split) that
-the ``prepare`` stage ingests like any user dataset: the demo exercises the same path as real data.
+same encoder settings); `pipeline.demo.assemble` then lays real and fake images out as one dataset.
 """
 
 from __future__ import annotations
@@ -11,7 +9,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +20,13 @@ from tqdm.auto import tqdm
 from pipeline.demo.faces import decode_jpeg, encode_jpeg, load_faces
 from pipeline.demo.generators import read_spec, sample_generator
 from pipeline.demo.quality import quality_report
-from pipeline.errors import ConfigError, InputDataError, MultireconWarning
+from pipeline.errors import ConfigError, MultireconWarning
 from pipeline.plots import save_image_grid
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["FakeCounts", "assemble_dataset", "write_fakes"]
+__all__ = ["FakeCounts", "write_fakes"]
 
 log = logging.getLogger(__name__)
 
@@ -97,40 +94,3 @@ def write_fakes(
         log.warning(msg)
         warnings.warn(msg, MultireconWarning, stacklevel=2)
     return report
-
-
-def assemble_dataset(faces_dir: Path, fakes: dict[str, Path], out_dir: Path) -> dict[str, dict[str, int]]:
-    """Lay out real faces and every generator's fakes as one list-layout dataset in ``out_dir``.
-
-    Files are copied byte for byte (no re-encoding). Returns counts per generator and split.
-    """
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True)
-    sources: list[tuple[str, str, Path]] = [("real", "real", faces_dir)]
-    for name, folder in sorted(fakes.items()):
-        sources.append((name, "", folder))
-    rows = []
-    counts: dict[str, dict[str, int]] = {}
-    for generator, family, folder in sources:
-        labels = folder / "labels.csv"
-        if not labels.is_file():
-            raise InputDataError(
-                f"{str(labels)!r} not found: run the stage that makes {str(folder)!r} first."
-            )
-        if not family:
-            family = json.loads((folder / "quality.json").read_text())["family"]
-        with labels.open(newline="") as fh:
-            for r in csv.DictReader(fh):
-                rel = f"{generator}/{r['path']}"
-                (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(folder / r["path"], out_dir / rel)
-                rows.append({"path": rel, "family": family, "generator": generator, "split": r["split"]})
-                counts.setdefault(generator, {}).setdefault(r["split"], 0)
-                counts[generator][r["split"]] += 1
-    with (out_dir / "labels.csv").open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=["path", "family", "generator", "split"])
-        w.writeheader()
-        w.writerows(rows)
-    log.info("mini-ASFD assembled <out=%s> <counts=%s>", out_dir, counts)
-    return counts
