@@ -24,14 +24,15 @@ demo: setup
 
 # The same run with the generators trained and sampled two at a time, one thread each (bench/bench_threads.py:
 # two two-thread jobs on 2 cores stall each other). `dvc repro -s` runs one stage without its upstream, so two
-# of them take only read locks on the shared faces; the final `dvc repro` finds them cached and does the rest.
+# of them take only read locks on the shared faces; each generator is sampled as soon as it is trained (a DM's
+# sampling overlaps the next training); the final `dvc repro` finds them cached and does the rest.
 DM_FIRST = $(PYTHON) -c "import yaml; g = yaml.safe_load(open('params.yaml'))['demo']['generators']; \
 	print(*sorted(g, key=lambda n: g[n].get('family') != 'dm'))"
 demo-2lanes: setup
 	@test -d .git || git init -q
 	dvc repro faces
-	$(DM_FIRST) | tr ' ' '\n' | OMP_NUM_THREADS=1 xargs -P 2 -I{} dvc repro -s train_generator@{}
-	$(DM_FIRST) | tr ' ' '\n' | OMP_NUM_THREADS=1 xargs -P 2 -I{} dvc repro -s sample@{}
+	$(DM_FIRST) | tr ' ' '\n' | OMP_NUM_THREADS=1 xargs -P 2 -I{} \
+		sh -c 'dvc repro -s train_generator@{} && dvc repro -s sample@{}'
 	dvc repro
 
 test: setup-dev
