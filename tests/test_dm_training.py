@@ -16,6 +16,7 @@ from pipeline.demo.dm_sampling import load_sampler, sample_dm
 from pipeline.demo.dm_training import (
     DmTrainConfig,
     _anchor_colour,
+    _calibrate_decoder_colour,
     _diffusion_loss,
     _x0_error_by_t,
     train_dm,
@@ -137,6 +138,8 @@ def test_config_validation() -> None:
         DmTrainConfig(eps_scale=3.0)
     with pytest.raises(ConfigError, match="snr_gamma"):
         DmTrainConfig(snr_gamma=-5.0)
+    with pytest.raises(ConfigError, match="`ae_colour_calibration` must be true or false"):
+        DmTrainConfig(ae_colour_calibration="yes")  # type: ignore[arg-type]
 
 
 def test_min_snr_weighting_matches_its_formula() -> None:
@@ -360,3 +363,42 @@ def test_changing_only_the_sampler_resamples_without_retraining(tmp_path: Path) 
     assert not np.array_equal(scaled, sample_dm(tmp_path / "b", 3, seed=1, device="cpu", eps_scale=1.0))
     with pytest.raises(ConfigError, match="eps_scale"):
         sample_dm(tmp_path / "b", 1, seed=1, device="cpu", eps_scale=0.0)
+
+
+def test_decoder_colour_calibration_zeroes_the_mean_reconstruction_error() -> None:
+    """The closed-form bias shift leaves no per-channel mean error on the faces it was fitted to, and moves
+    nothing but the decoder's output bias."""
+    torch.manual_seed(0)
+    vae = build_autoencoder("kl-f4-tiny", RES).eval()
+    data = torch.as_tensor(faces(20)).float() / 127.5 - 1
+    before = {k: v.clone() for k, v in vae.state_dict().items()}
+
+    def mean_error() -> torch.Tensor:
+        with torch.no_grad():
+            return (vae.decode(vae.encode(data).latent_dist.mean).sample - data).mean(dim=(0, 2, 3))
+
+    error = mean_error()
+    offset = _calibrate_decoder_colour(vae, data, torch.device("cpu"))
+    assert offset == pytest.approx(error.tolist(), abs=1e-5) and error.abs().max() > 1e-3
+    assert mean_error().abs().max() < 1e-5
+    changed = [k for k, v in vae.state_dict().items() if not torch.equal(v, before[k])]
+    assert changed == ["decoder.conv_out.bias"]
+
+
+def test_ldm_colour_calibration_changes_the_decoder_only(tmp_path: Path) -> None:
+    """Calibration comes after the autoencoder trains and never touches the encoder: the latent UNet trains
+    on the same latents, bit for bit, and the offset is reported."""
+    cfg = {"kind": "ldm", "unet": "ldm-tiny", "autoencoder": "kl-f4-tiny", "ae_steps": 6, "steps": 6}
+    plain = train_dm(small(**cfg), faces(), tmp_path / "plain", seed=0, device="cpu")
+    calibrated = train_dm(
+        small(**cfg, ae_colour_calibration=True), faces(), tmp_path / "cal", seed=0, device="cpu"
+    )
+    assert "ae_colour_offset" not in plain and len(calibrated["ae_colour_offset"]) == 3
+    unet_a = load_file(tmp_path / "plain" / "unet" / "diffusion_pytorch_model.safetensors")
+    unet_b = load_file(tmp_path / "cal" / "unet" / "diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(unet_a[k], unet_b[k]) for k in unet_a)
+    vae_a = load_file(tmp_path / "plain" / "vae" / "diffusion_pytorch_model.safetensors")
+    vae_b = load_file(tmp_path / "cal" / "vae" / "diffusion_pytorch_model.safetensors")
+    assert [k for k in vae_a if not torch.equal(vae_a[k], vae_b[k])] == ["decoder.conv_out.bias"]
+    shift = vae_a["decoder.conv_out.bias"] - vae_b["decoder.conv_out.bias"]
+    assert shift.tolist() == pytest.approx(calibrated["ae_colour_offset"], abs=1e-6)
