@@ -19,6 +19,7 @@ import torch
 from diffusers import AutoencoderKL
 
 from pipeline.demo.dm_sampling import sample_dm
+from pipeline.demo.dm_training import _calibrate_decoder_colour
 from pipeline.demo.faces import jpeg_roundtrip, load_faces
 from pipeline.demo.quality import quality_report
 from pipeline.imaging import to_model
@@ -27,19 +28,12 @@ from pipeline.imaging import to_model
 def main(lane: Path, n: int) -> dict:
     model, faces = lane / "data/models/ldm", lane / "data/demo/faces"
     train, test = load_faces(faces, "train"), load_faces(faces, "test")
-    torch.set_grad_enabled(False)
     vae = AutoencoderKL.from_pretrained(str(model / "vae")).eval()
-    total, count = torch.zeros(3, dtype=torch.float64), 0
-    for s in range(0, len(train), 256):
-        x = to_model(train[s : s + 256])
-        total += (vae.decode(vae.encode(x).latent_dist.mean).sample - x).double().sum(dim=(0, 2, 3))
-        count += x.shape[0] * x.shape[2] * x.shape[3]
-    offset = (total / count).float()
-    out: dict = {"offset_rgb": offset.tolist()}
+    # the same computation training runs with `ae_colour_calibration: true`
+    out: dict = {"offset_rgb": _calibrate_decoder_colour(vae, to_model(train), torch.device("cpu"))}
     with tempfile.TemporaryDirectory() as tmp:
         calibrated = Path(tmp) / "ldm"
         shutil.copytree(model, calibrated)
-        vae.decoder.conv_out.bias -= offset
         vae.save_pretrained(str(calibrated / "vae"))
         for name, folder in (("as trained", model), ("calibrated", calibrated)):
             fakes = sample_dm(folder, n, seed=123, batch_size=200, device="cpu")

@@ -43,14 +43,15 @@ def assemble_dataset(faces_dir: Path, fakes: dict[str, Path], out_dir: Path) -> 
             family = json.loads((folder / "quality.json").read_text())["family"]
         with labels.open(newline="") as fh:
             for r in csv.DictReader(fh):
-                if not (folder / r["path"]).is_file():
+                rel = f"{generator}/{r['path']}"
+                (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    shutil.copyfile(folder / r["path"], out_dir / rel)
+                except FileNotFoundError as exc:
                     raise InputDataError(
                         f"{str(labels)!r} lists {r['path']!r}, which is not in {str(folder)!r}: re-run"
                         " the stage that makes it."
-                    )
-                rel = f"{generator}/{r['path']}"
-                (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(folder / r["path"], out_dir / rel)
+                    ) from exc
                 rows.append({"path": rel, "family": family, "generator": generator, "split": r["split"]})
                 counts.setdefault(generator, {}).setdefault(r["split"], 0)
                 counts[generator][r["split"]] += 1
