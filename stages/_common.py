@@ -57,4 +57,4 @@ def run(app: Any) -> None:
         sys.exit(1)
     finally:
         seconds = time.perf_counter() - t0
-        logging.getLogger("stages").info("%s <seconds=%.1f> <status=%s>", FINISHED, seconds, status)
+        logging.getLogger("stages").info("%s <seconds=%.3f> <status=%s>", FINISHED, seconds, status)

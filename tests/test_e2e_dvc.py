@@ -90,7 +90,9 @@ def test_stage_times_reads_the_repro_log(project: Path) -> None:
     rows = parse_repro_log(log.splitlines())
     assert {r.stage for r in rows if r.status == "ran"} == _stages_ran(log)
     ran = [r for r in rows if r.status == "ran"]
-    assert all(r.seconds is not None and r.seconds > 0 and not r.approximate for r in ran)
+    # a stage's own line, never the timestamp fallback; a tiny stage on a fast machine can take under 1 ms
+    assert all(r.seconds is not None and r.seconds >= 0 and not r.approximate for r in ran)
+    assert sum(r.seconds or 0.0 for r in ran) > 1.0  # the profile's generators train for real
     table = _ok([sys.executable, "-m", "pipeline.cli", "stage-times", "first_repro.log"], project)
     assert "| `recon_ddim@demo` | ran |" in table and "| **total** |" in table and "~" not in table
 
