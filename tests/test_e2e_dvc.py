@@ -38,10 +38,8 @@ def _stages_ran(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh copy of the repo (tracked + new files, no data) on the quick profile, reproduced once."""
-    dest = tmp_path_factory.mktemp("proj")
+def _quick_project(dest: Path) -> Path:
+    """A fresh copy of the repo (tracked + new files, no data) on the quick profile, in its own git."""
     files = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.split()
@@ -59,6 +57,13 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ["git", "commit", "-qm", "quick profile"],
     ):
         _ok(cmd, dest)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The quick profile, reproduced once."""
+    dest = _quick_project(tmp_path_factory.mktemp("proj"))
     out = _ok(["dvc", "repro"], dest, merged=True)
     (dest / "first_repro.log").write_text(out)
     return dest
@@ -152,3 +157,25 @@ def test_more_generator_steps_resume_the_saved_training_state(project: Path) -> 
     assert _stages_ran(out) == {"train_generator@adm"}, out
     after = json.loads(report.read_text())
     assert after["config"]["steps"] == steps + 4 and after["resumed_from_step"] == steps
+
+
+def test_the_whole_pipeline_runs_at_64_px(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """64 px is the issue's optional resolution: one `-S data.resolution=64` takes the quick profile's every
+    generator, both reconstructions and the detectors there (the quick profile's own is 16 px)."""
+    import zarr
+    from PIL import Image
+
+    dest = _quick_project(tmp_path_factory.mktemp("proj64"))
+    _ok(["dvc", "exp", "run", "-S", "data.resolution=64"], dest)
+    for g in ("stylegan", "stylegan2", "dcgan", "adm", "iddpm", "ldm"):
+        fakes = dest / "data/demo/fakes" / g
+        with Image.open(next(fakes.rglob("*.jpg"))) as im:
+            assert im.size == (64, 64), (g, im.size)
+        assert json.loads((fakes / "quality.json").read_text())["n_fake"] > 0
+    with Image.open(next((dest / "data/demo/faces").rglob("*.jpg"))) as im:
+        assert im.size == (64, 64)
+    for store in ("data/prepared/demo/images.zarr", "data/cache/demo/ddim.zarr", "data/cache/demo/gan.zarr"):
+        group = zarr.open_group(dest / store, mode="r")
+        shapes = {group[k].shape[1:] for k in group.array_keys() if group[k].ndim == 4}
+        assert shapes == {(3, 64, 64)}, (store, shapes)
+    assert "multirecon" in (dest / "data/reports/table1.md").read_text()
