@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import zarr
+from PIL import Image
 
 from pipeline.stage_times import parse_repro_log
 
@@ -162,9 +164,6 @@ def test_more_generator_steps_resume_the_saved_training_state(project: Path) -> 
 def test_the_whole_pipeline_runs_at_64_px(tmp_path_factory: pytest.TempPathFactory) -> None:
     """64 px is the issue's optional resolution: one `-S data.resolution=64` takes the quick profile's every
     generator, both reconstructions and the detectors there (the quick profile's own is 16 px)."""
-    import zarr
-    from PIL import Image
-
     dest = _quick_project(tmp_path_factory.mktemp("proj64"))
     _ok(["dvc", "exp", "run", "-S", "data.resolution=64"], dest)
     for g in ("stylegan", "stylegan2", "dcgan", "adm", "iddpm", "ldm"):
