@@ -188,7 +188,8 @@ def stage_times(
     """Each stage's wall time from a `dvc repro` log, as a Markdown table (for the README's time table).
 
     Stages restored from DVC's run-cache or unchanged show 0; a `~` marks times taken from log timestamps
-    (logs of stages older than the `stage finished` line); `?` a last stage whose end the log does not show.
+    (logs of stages older than the `stage finished` line, and a `killed` segment of a stage the log runs
+    again, charged up to its last logged progress); `?` a last stage whose end the log does not show.
     """
     from pipeline.stage_times import format_markdown, parse_repro_log
 

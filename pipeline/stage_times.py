@@ -5,7 +5,9 @@ real runs. Every stage entry point logs one ``stage finished <seconds=...>`` lin
 (``stages._common``); this module pairs those lines with DVC's ``Running stage 'NAME':`` headers. Logs
 written before that line existed fall back to log timestamps: the first stamped line of a stage to the first
 stamped line of the next one (DVC's own hashing between stages included), marked approximate; the last stage
-of such a log has no known end.
+of such a log has no known end. A stage that runs again later in the same log was killed (training resumes
+from its banked state, ``pipeline.demo.resume``): its segment is charged up to its own last sign of life, the
+later of its last stamped line and its progress bars' elapsed times, not up to the restart.
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ _CACHED = re.compile(r"^Stage '([^']+)' is cached - skipping run")
 _UNCHANGED = re.compile(r"^Stage '([^']+)' didn't change, skipping")
 _STAMP = re.compile(r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}),\d{3} ")
 _FINISHED = re.compile(re.escape(FINISHED) + r" <seconds=([0-9.]+)> <status=(\w+)>")
+_BAR = re.compile(r"^(.*?):\s+\d+%\|.*?\[(?:(\d+):)?(\d+):(\d+)<")  # tqdm: "desc:  3%|...| 91/3000 [10:10<"
 
 
 @dataclass
 class StageTime:
-    """One stage of a log: ``status`` is ran / failed / cached (run-cache) / unchanged; ``seconds`` is None
-    when the log does not show the stage's end."""
+    """One stage of a log: ``status`` is ran / failed / killed (run again later in the log) / cached
+    (run-cache) / unchanged; ``seconds`` is None when the log does not show the stage's end."""
 
     stage: str
     status: str
@@ -43,13 +46,26 @@ def _stamp(line: str) -> datetime | None:
     return datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S") if m else None
 
 
+def _bar_seconds(parts: list[str]) -> dict[str, float]:
+    """Elapsed seconds of each tqdm bar shown on one log line (its ``\\r``-separated refreshes)."""
+    out: dict[str, float] = {}
+    for part in parts:
+        if m := _BAR.match(part.strip()):
+            h, mnt, sec = (int(g) if g else 0 for g in m.groups()[1:])
+            out[m.group(1)] = max(out.get(m.group(1), 0.0), 3600.0 * h + 60.0 * mnt + sec)
+    return out
+
+
 def parse_repro_log(lines: Iterable[str]) -> list[StageTime]:
     """Stages in the order the log shows them, with their wall time where the stage ran."""
     rows: list[StageTime] = []
     first: dict[int, datetime] = {}  # row index -> first timestamp inside its block
+    last: dict[int, datetime] = {}  # row index -> last timestamp inside its block
+    bars: dict[int, dict[str, float]] = {}  # row index -> each progress bar's longest elapsed time
     current: int | None = None
     for raw in lines:
-        line = raw.rstrip("\n").split("\r")[-1]
+        parts = raw.rstrip("\n").split("\r")
+        line = parts[-1]
         if m := _RUNNING.match(line):
             rows.append(StageTime(m.group(1), "ran"))
             current = len(rows) - 1
@@ -68,10 +84,21 @@ def parse_repro_log(lines: Iterable[str]) -> list[StageTime]:
             rows[current].seconds = float(m.group(1))
             rows[current].status = "ran" if m.group(2) == "ok" else "failed"
             continue
-        if current not in first and (t := _stamp(line)) is not None:
-            first[current] = t
-    ran = [i for i, r in enumerate(rows) if r.status == "ran" and r.seconds is None and i in first]
+        if (t := _stamp(line)) is not None:
+            first.setdefault(current, t)
+            last[current] = t
+        for desc, sec in _bar_seconds(parts).items():
+            block = bars.setdefault(current, {})
+            block[desc] = max(block.get(desc, 0.0), sec)
+    ran = [i for i, r in enumerate(rows) if r.status == "ran" and r.seconds is None]
     for i in ran:
+        if any(r.stage == rows[i].stage for r in rows[i + 1 :]):  # killed, then run again
+            lived = (last[i] - first[i]).total_seconds() if i in first else 0.0
+            rows[i].status, rows[i].approximate = "killed", True
+            rows[i].seconds = max(lived, sum(bars.get(i, {}).values()))
+            continue
+        if i not in first:
+            continue
         later = [first[j] for j in first if j > i]
         if later:  # the last stage without its line has no known end (still running, killed, or old code)
             rows[i].seconds = (min(later) - first[i]).total_seconds()

@@ -54,6 +54,32 @@ def test_older_logs_fall_back_to_timestamps() -> None:
     assert table.rstrip().endswith("| **total** | | at least ~1 min 38 s |")
 
 
+def test_a_killed_segment_is_charged_to_its_last_sign_of_life() -> None:
+    """Training killed at a session's end and resumed an hour later: the first segment ends at its last
+    progress refresh (the bars' elapsed times, summed over the autoencoder's and the UNet's), not at the
+    restart."""
+    log = f"""\
+Running stage 'train_generator@ldm':
+2026-12-05 13:30:25,215 INFO stages: <device=cpu>
+autoencoder:   0%|          | 0/3000 [00:00<?, ?step/s]
+autoencoder:  50%|##| 1500/3000 [32:10<32:10]\rautoencoder: 100%|###| 3000/3000 [1:04:30<00:00]
+train ldm/ldm-f2:   2%|1         | 200/10000 [00:50<41:00,  0.25s/step, loss=0.3]
+Running stage 'train_generator@ldm':
+2026-12-05 15:30:00,000 INFO stages: <device=cpu>
+2026-12-05 16:10:00,000 INFO stages: {FINISHED} <seconds=2400.0> <status=ok>
+"""
+    first, again = parse_repro_log(log.splitlines())
+    assert (first.status, first.seconds, first.approximate) == ("killed", 3870.0 + 50.0, True)
+    assert (again.status, again.seconds) == ("ran", 2400.0)
+    table = format_markdown([first, again])
+    assert "| `train_generator@ldm` | killed | ~1 h 05 min |" in table
+    assert table.rstrip().endswith("| **total** | | ~1 h 45 min |")
+    # no progress bar: its stamped lines bound it (never the 1 h 59 min to the restart)
+    bare = [line for line in log.splitlines() if "%|" not in line]
+    bare.insert(2, "2026-12-05 13:41:00,000 INFO stages: resumed at step 91")
+    assert parse_repro_log(bare)[0].seconds == 635.0
+
+
 def test_stage_entry_point_logs_its_wall_time(
     caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
