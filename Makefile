@@ -25,14 +25,20 @@ demo: setup
 # The same run with the generators trained and sampled two at a time, one thread each (bench/bench_threads.py:
 # two two-thread jobs on 2 cores stall each other). `dvc repro -s` runs one stage without its upstream, so two
 # of them take only read locks on the shared faces; each generator is sampled as soon as it is trained (a DM's
-# sampling overlaps the next training); the final `dvc repro` finds them cached and does the rest.
+# sampling overlaps the next training); the final `dvc repro` finds them cached and does the rest. Two lanes'
+# progress bars would interleave, so each generator logs to its own file: `multirecon stage-times
+# logs/demo-2lanes/*.log` reads the stage times back. Re-running resumes (training banks its state).
 DM_FIRST = $(PYTHON) -c "import yaml; g = yaml.safe_load(open('params.yaml'))['demo']['generators']; \
 	print(*sorted(g, key=lambda n: g[n].get('family') != 'dm'))"
+LANE_LOGS = logs/demo-2lanes
 demo-2lanes: setup
 	@test -d .git || git init -q
+	@mkdir -p $(LANE_LOGS)
 	dvc repro faces
-	$(DM_FIRST) | tr ' ' '\n' | OMP_NUM_THREADS=1 xargs -P 2 -I{} \
-		sh -c 'dvc repro -s train_generator@{} && dvc repro -s sample@{}'
+	$(DM_FIRST) | tr ' ' '\n' | OMP_NUM_THREADS=1 xargs -P 2 -I{} sh -c '\
+		echo "{}: training, then sampling (log: $(LANE_LOGS)/{}.log)"; \
+		{ dvc repro -s train_generator@{} && dvc repro -s sample@{}; } >> $(LANE_LOGS)/{}.log 2>&1 \
+		|| { echo "{}: FAILED, see $(LANE_LOGS)/{}.log"; exit 1; }; echo "{}: done"'
 	dvc repro
 
 test: setup-dev

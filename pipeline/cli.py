@@ -183,7 +183,10 @@ def dm_sweep(
 
 @app.command("stage-times")
 def stage_times(
-    log: Path = typer.Argument(..., help="A saved `dvc repro` log (stdout and stderr), e.g. repro.log."),
+    logs: list[Path] = typer.Argument(
+        ...,
+        help="Saved `dvc repro` logs (stdout + stderr): repro.log, logs/demo-2lanes/*.log (a table each).",
+    ),
 ) -> None:
     """Each stage's wall time from a `dvc repro` log, as a Markdown table (for the README's time table).
 
@@ -193,15 +196,19 @@ def stage_times(
     """
     from pipeline.stage_times import format_markdown, parse_repro_log
 
-    if not log.is_file():
-        typer.echo(f"error: no log file {str(log)!r}", err=True)
-        raise typer.Exit(code=2)
-    with log.open(encoding="utf-8", errors="replace") as fh:
-        rows = parse_repro_log(fh)
-    if not rows:
-        typer.echo(f"error: {str(log)!r} has no `Running stage` line: not a `dvc repro` log", err=True)
-        raise typer.Exit(code=2)
-    typer.echo(format_markdown(rows), nl=False)
+    tables = []
+    for log in logs:
+        if not log.is_file():
+            typer.echo(f"error: no log file {str(log)!r}", err=True)
+            raise typer.Exit(code=2)
+        with log.open(encoding="utf-8", errors="replace") as fh:
+            rows = parse_repro_log(fh)
+        if not rows:
+            typer.echo(f"error: {str(log)!r} has no `Running stage` line: not a `dvc repro` log", err=True)
+            raise typer.Exit(code=2)
+        tables.append((log, format_markdown(rows)))
+    for log, table in tables:
+        typer.echo(f"{log}:\n\n{table}" if len(tables) > 1 else table, nl=len(tables) > 1)
 
 
 if __name__ == "__main__":

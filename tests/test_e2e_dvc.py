@@ -178,3 +178,24 @@ def test_the_whole_pipeline_runs_at_64_px(tmp_path_factory: pytest.TempPathFacto
         shapes = {group[k].shape[1:] for k in group.array_keys() if group[k].ndim == 4}
         assert shapes == {(3, 64, 64)}, (store, shapes)
     assert "multirecon" in (dest / "data/reports/table1.md").read_text()
+
+
+def test_make_demo_2lanes_reproduces_everything_with_a_log_per_generator(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The README's CPU way to run the full demo, on the quick profile: two one-thread lanes train and sample
+    the generators, each into its own log that `multirecon stage-times` reads, then `dvc repro` the rest."""
+    dest = _quick_project(tmp_path_factory.mktemp("proj2lanes"))
+    out = _ok(["make", "demo-2lanes", "PIP=true", f"PYTHON={sys.executable}"], dest, merged=True)
+    generators = ("stylegan", "stylegan2", "dcgan", "adm", "iddpm", "ldm")
+    logs = [dest / "logs/demo-2lanes" / f"{g}.log" for g in generators]
+    for g, log in zip(generators, logs, strict=True):
+        rows = [(r.stage, r.status) for r in parse_repro_log(log.read_text().splitlines())]
+        assert rows == [(f"train_generator@{g}", "ran"), (f"sample@{g}", "ran")], g
+        assert f"{g}: done" in out
+    ran_after = _stages_ran(out)  # `dvc repro faces` and the final `dvc repro`: no generator trained again
+    assert "summarize" in ran_after
+    assert not any(s.startswith(("train_generator@", "sample@")) for s in ran_after)
+    assert _changed_stages(dest) == set()  # every stage locked: nothing left to run
+    tables = _ok([sys.executable, "-m", "pipeline.cli", "stage-times", *map(str, logs)], dest)
+    assert tables.count("| **total** |") == len(generators) and "| `sample@ldm` | ran |" in tables
