@@ -25,8 +25,9 @@ demo: setup
 # The same run with the generators trained and sampled two at a time, one thread each (bench/bench_threads.py:
 # two two-thread jobs on 2 cores stall each other). `dvc repro -s` runs one stage without its upstream, so two
 # of them take only read locks on the shared faces; each generator is sampled as soon as it is trained (a DM's
-# sampling overlaps the next training); the final `dvc repro` finds them cached and does the rest. Two lanes'
-# progress bars would interleave, so each generator logs to its own file: `multirecon stage-times
+# sampling overlaps the next training). Then the reconstructions (two threads), the CNN detectors two at a
+# time again (they only read the caches), and a final `dvc repro` finds those cached and does the rest. Two
+# lanes' progress bars would interleave, so each lane stage logs to its own file: `multirecon stage-times
 # logs/demo-2lanes/*.log` reads the stage times back. Re-running resumes (training banks its state).
 DM_FIRST = $(PYTHON) -c "import yaml; g = yaml.safe_load(open('params.yaml'))['demo']['generators']; \
 	print(*sorted(g, key=lambda n: g[n].get('family') != 'dm'))"
@@ -38,6 +39,10 @@ demo-2lanes: setup
 	$(DM_FIRST) | tr ' ' '\n' | OMP_NUM_THREADS=1 xargs -P 2 -I{} sh -c '\
 		echo "{}: training, then sampling (log: $(LANE_LOGS)/{}.log)"; \
 		{ dvc repro -s train_generator@{} && dvc repro -s sample@{}; } >> $(LANE_LOGS)/{}.log 2>&1 \
+		|| { echo "{}: FAILED, see $(LANE_LOGS)/{}.log"; exit 1; }; echo "{}: done"'
+	dvc repro recon_ddim@demo recon_gan@demo
+	dvc stage list --name-only | grep '^train_detector_' | OMP_NUM_THREADS=1 xargs -P 2 -I{} sh -c '\
+		echo "{}: training (log: $(LANE_LOGS)/{}.log)"; dvc repro -s {} >> $(LANE_LOGS)/{}.log 2>&1 \
 		|| { echo "{}: FAILED, see $(LANE_LOGS)/{}.log"; exit 1; }; echo "{}: done"'
 	dvc repro
 

@@ -180,22 +180,30 @@ def test_the_whole_pipeline_runs_at_64_px(tmp_path_factory: pytest.TempPathFacto
     assert "multirecon" in (dest / "data/reports/table1.md").read_text()
 
 
-def test_make_demo_2lanes_reproduces_everything_with_a_log_per_generator(
+def test_make_demo_2lanes_reproduces_everything_with_a_log_per_lane_stage(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     """The README's CPU way to run the full demo, on the quick profile: two one-thread lanes train and sample
-    the generators, each into its own log that `multirecon stage-times` reads, then `dvc repro` the rest."""
+    the generators, then (after the reconstructions) train the CNN detectors, each into its own log that
+    `multirecon stage-times` reads; a final `dvc repro` does the rest and trains nothing again."""
     dest = _quick_project(tmp_path_factory.mktemp("proj2lanes"))
     out = _ok(["make", "demo-2lanes", "PIP=true", f"PYTHON={sys.executable}"], dest, merged=True)
+    lanes_dir = dest / "logs/demo-2lanes"
     generators = ("stylegan", "stylegan2", "dcgan", "adm", "iddpm", "ldm")
-    logs = [dest / "logs/demo-2lanes" / f"{g}.log" for g in generators]
-    for g, log in zip(generators, logs, strict=True):
-        rows = [(r.stage, r.status) for r in parse_repro_log(log.read_text().splitlines())]
-        assert rows == [(f"train_generator@{g}", "ran"), (f"sample@{g}", "ran")], g
-        assert f"{g}: done" in out
-    ran_after = _stages_ran(out)  # `dvc repro faces` and the final `dvc repro`: no generator trained again
-    assert "summarize" in ran_after
-    assert not any(s.startswith(("train_generator@", "sample@")) for s in ran_after)
+    expected = {f"{g}.log": [f"train_generator@{g}", f"sample@{g}"] for g in generators}
+    stages = _ok(["dvc", "stage", "list", "--name-only"], dest).split()
+    detectors = [s for s in stages if s.startswith("train_detector_")]
+    assert len(detectors) == 8
+    expected |= {f"{d}.log": [d] for d in detectors}
+    assert {p.name for p in lanes_dir.iterdir()} == set(expected)
+    for name, stages in expected.items():
+        rows = [(r.stage, r.status) for r in parse_repro_log((lanes_dir / name).read_text().splitlines())]
+        assert rows == [(stage, "ran") for stage in stages], name
+        assert f"{name.removesuffix('.log')}: done" in out
+    ran_after = _stages_ran(out)  # faces, the reconstructions and the final `dvc repro`: no lane stage again
+    assert {"recon_ddim@demo", "recon_gan@demo", "summarize"} <= ran_after
+    assert not any(s.startswith(("train_generator@", "sample@", "train_detector_")) for s in ran_after)
     assert _changed_stages(dest) == set()  # every stage locked: nothing left to run
-    tables = _ok([sys.executable, "-m", "pipeline.cli", "stage-times", *map(str, logs)], dest)
-    assert tables.count("| **total** |") == len(generators) and "| `sample@ldm` | ran |" in tables
+    logs = sorted(map(str, lanes_dir.iterdir()))
+    tables = _ok([sys.executable, "-m", "pipeline.cli", "stage-times", *logs], dest)
+    assert tables.count("| **total** |") == len(expected) and "| `sample@ldm` | ran |" in tables
