@@ -32,18 +32,18 @@ demo: setup
 DM_FIRST = $(PYTHON) -c "import yaml; g = yaml.safe_load(open('params.yaml'))['demo']['generators']; \
 	print(*sorted(g, key=lambda n: g[n].get('family') != 'dm'))"
 LANE_LOGS = logs/demo-2lanes
+# $(call lane,WHAT,COMMANDS): one xargs job for item {}, its output in $(LANE_LOGS)/{}.log
+lane = sh -c 'echo "{}: $(1) (log: $(LANE_LOGS)/{}.log)"; { $(2); } >> $(LANE_LOGS)/{}.log 2>&1 \
+	|| { echo "{}: FAILED, see $(LANE_LOGS)/{}.log"; exit 1; }; echo "{}: done"'
 demo-2lanes: setup
 	@test -d .git || git init -q
 	@mkdir -p $(LANE_LOGS)
 	dvc repro faces
-	$(DM_FIRST) | tr ' ' '\n' | OMP_NUM_THREADS=1 xargs -P 2 -I{} sh -c '\
-		echo "{}: training, then sampling (log: $(LANE_LOGS)/{}.log)"; \
-		{ dvc repro -s train_generator@{} && dvc repro -s sample@{}; } >> $(LANE_LOGS)/{}.log 2>&1 \
-		|| { echo "{}: FAILED, see $(LANE_LOGS)/{}.log"; exit 1; }; echo "{}: done"'
+	$(DM_FIRST) | tr ' ' '\n' | OMP_NUM_THREADS=1 xargs -P 2 -I{} \
+		$(call lane,training then sampling,dvc repro -s train_generator@{} && dvc repro -s sample@{})
 	dvc repro recon_ddim@demo recon_gan@demo
-	dvc stage list --name-only | grep '^train_detector_' | OMP_NUM_THREADS=1 xargs -P 2 -I{} sh -c '\
-		echo "{}: training (log: $(LANE_LOGS)/{}.log)"; dvc repro -s {} >> $(LANE_LOGS)/{}.log 2>&1 \
-		|| { echo "{}: FAILED, see $(LANE_LOGS)/{}.log"; exit 1; }; echo "{}: done"'
+	dvc stage list --name-only | grep '^train_detector_' | OMP_NUM_THREADS=1 xargs -P 2 -I{} \
+		$(call lane,training,dvc repro -s {})
 	dvc repro
 
 test: setup-dev

@@ -196,9 +196,9 @@ def test_make_demo_2lanes_reproduces_everything_with_a_log_per_lane_stage(
     assert len(detectors) == 8
     expected |= {f"{d}.log": [d] for d in detectors}
     assert {p.name for p in lanes_dir.iterdir()} == set(expected)
-    for name, stages in expected.items():
+    for name, lane_stages in expected.items():
         rows = [(r.stage, r.status) for r in parse_repro_log((lanes_dir / name).read_text().splitlines())]
-        assert rows == [(stage, "ran") for stage in stages], name
+        assert rows == [(stage, "ran") for stage in lane_stages], name
         assert f"{name.removesuffix('.log')}: done" in out
     ran_after = _stages_ran(out)  # faces, the reconstructions and the final `dvc repro`: no lane stage again
     assert {"recon_ddim@demo", "recon_gan@demo", "summarize"} <= ran_after
