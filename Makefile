@@ -29,8 +29,8 @@ demo: setup
 # time again (they only read the caches), and a final `dvc repro` finds those cached and does the rest. Two
 # lanes' progress bars would interleave, so each lane stage logs to its own file: `multirecon stage-times
 # logs/demo-2lanes/*.log` reads the stage times back. Re-running resumes (training banks its state).
-DM_FIRST = $(PYTHON) -c "import yaml; g = yaml.safe_load(open('params.yaml'))['demo']['generators']; \
-	print(*sorted(g, key=lambda n: g[n].get('family') != 'dm'))"
+# The lane order: `demo.lane_order` in params, else DMs first (`multirecon lane-order --help`).
+LANE_ORDER = $(PYTHON) -m pipeline.cli lane-order
 LANE_LOGS = logs/demo-2lanes
 # $(call lane,WHAT,COMMANDS): one xargs job for item {}, its output in $(LANE_LOGS)/{}.log
 lane = sh -c 'echo "{}: $(1) (log: $(LANE_LOGS)/{}.log)"; { $(2); } >> $(LANE_LOGS)/{}.log 2>&1 \
@@ -39,7 +39,7 @@ demo-2lanes: setup
 	@test -d .git || git init -q
 	@mkdir -p $(LANE_LOGS)
 	dvc repro faces
-	$(DM_FIRST) | tr ' ' '\n' | OMP_NUM_THREADS=1 xargs -P 2 -I{} \
+	order=$$($(LANE_ORDER)) && echo "$$order" | OMP_NUM_THREADS=1 xargs -P 2 -I{} \
 		$(call lane,training then sampling,dvc repro -s train_generator@{} && dvc repro -s sample@{})
 	dvc repro recon_ddim@demo recon_gan@demo
 	dvc stage list --name-only | grep '^train_detector_' | OMP_NUM_THREADS=1 xargs -P 2 -I{} \

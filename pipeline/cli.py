@@ -181,6 +181,52 @@ def dm_sweep(
         out.write_text(json.dumps([r.to_dict() for r in rows], indent=1))
 
 
+@app.command("lane-order")
+def lane_order_command(
+    params: Path = typer.Option(Path("params.yaml"), help="The params file whose demo section to read."),
+    minutes: list[str] = typer.Option(
+        [],
+        "--minutes",
+        help="NAME=MIN: a generator's measured lane time (training + sampling, `multirecon stage-times`). "
+        "Given for every generator, the projected two-lane wall time of this order and of DMs first goes "
+        "to stderr.",
+    ),
+) -> None:
+    """Print the generators in the order `make demo-2lanes` gives them to its two lanes, one per line.
+
+    `demo.lane_order` in params sets it (a planning choice: no stage reads it); without it the DMs go first.
+    """
+    import yaml
+
+    from pipeline.demo.lanes import lane_order, makespan
+    from pipeline.errors import ConfigError
+
+    if not params.is_file():
+        typer.echo(f"error: no params file {str(params)!r}", err=True)
+        raise typer.Exit(code=2)
+    demo = (yaml.safe_load(params.read_text()) or {}).get("demo") or {}
+    try:
+        order = lane_order(demo)
+        times = {}
+        for item in minutes:
+            name, sep, value = item.partition("=")
+            if not sep or name not in order:
+                names = ", ".join(order)
+                raise ConfigError(f"--minutes {item!r}: expected NAME=MIN with NAME one of {names}")
+            times[name] = float(value)
+    except (ConfigError, ValueError) as exc:
+        typer.echo(f"error: {params}: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    typer.echo("\n".join(order))
+    if times:
+        if set(times) != set(order):
+            typer.echo(f"error: --minutes needs every generator ({', '.join(order)})", err=True)
+            raise typer.Exit(code=2)
+        default = lane_order({"generators": demo["generators"]})
+        ours, dms_first = makespan(order, times), makespan(default, times)
+        typer.echo(f"two lanes: {ours:.0f} min in this order, {dms_first:.0f} DMs first", err=True)
+
+
 @app.command("stage-times")
 def stage_times(
     logs: list[Path] = typer.Argument(
