@@ -56,11 +56,11 @@ def test_makespan_gives_each_job_to_the_lane_that_frees_first() -> None:
     assert makespan(["a", "b", "c", "d"], minutes, lanes=4) == 8.0
 
 
-def test_full_profile_names_every_generator_once(tmp_path: Path) -> None:
+def test_full_profile_sets_an_order_naming_every_generator_once(tmp_path: Path) -> None:
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
     merged = apply_profile("full", tmp_path / "params.yaml", ROOT / "profiles")
     order = lane_order(merged["demo"])
-    assert sorted(order) == sorted(merged["demo"]["generators"])
+    assert order == merged["demo"]["lane_order"] and sorted(order) == sorted(merged["demo"]["generators"])
 
 
 def test_cli_prints_the_order_and_projects_wall_times(tmp_path: Path) -> None:
