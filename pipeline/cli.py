@@ -196,35 +196,41 @@ def lane_order_command(
 
     `demo.lane_order` in params sets it (a planning choice: no stage reads it); without it the DMs go first.
     """
-    import yaml
-
     from pipeline.demo.lanes import lane_order, makespan
     from pipeline.errors import ConfigError
+    from pipeline.params import get, load_params
 
-    if not params.is_file():
-        typer.echo(f"error: no params file {str(params)!r}", err=True)
-        raise typer.Exit(code=2)
-    demo = (yaml.safe_load(params.read_text()) or {}).get("demo") or {}
     try:
+        demo = get(load_params(params), "demo")
         order = lane_order(demo)
-        times = {}
-        for item in minutes:
-            name, sep, value = item.partition("=")
-            if not sep or name not in order:
-                names = ", ".join(order)
-                raise ConfigError(f"--minutes {item!r}: expected NAME=MIN with NAME one of {names}")
-            times[name] = float(value)
-    except (ConfigError, ValueError) as exc:
-        typer.echo(f"error: {params}: {exc}", err=True)
+        times = dict(_name_minutes(item, order) for item in minutes)
+        if times and set(times) != set(order):
+            raise ConfigError(f"--minutes needs every generator ({', '.join(order)})")
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from exc
     typer.echo("\n".join(order))
     if times:
-        if set(times) != set(order):
-            typer.echo(f"error: --minutes needs every generator ({', '.join(order)})", err=True)
-            raise typer.Exit(code=2)
-        default = lane_order({"generators": demo["generators"]})
-        ours, dms_first = makespan(order, times), makespan(default, times)
+        ours, dms_first = (
+            makespan(order, times),
+            makespan(lane_order({"generators": demo["generators"]}), times),
+        )
         typer.echo(f"two lanes: {ours:.0f} min in this order, {dms_first:.0f} DMs first", err=True)
+
+
+def _name_minutes(item: str, names: list[str]) -> tuple[str, float]:
+    """Parse one `--minutes NAME=MIN`; a wrong name or a non-number is a ConfigError naming the item."""
+    from pipeline.errors import ConfigError
+
+    name, _, value = item.partition("=")
+    try:
+        if name in names:
+            return name, float(value)
+    except ValueError:
+        pass
+    raise ConfigError(
+        f"--minutes {item!r}: expected NAME=MIN, a number of minutes, NAME one of {', '.join(names)}"
+    )
 
 
 @app.command("stage-times")
