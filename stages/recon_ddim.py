@@ -47,6 +47,7 @@ def main(
         stage=f"recon_ddim@{dataset}",
         clip_sample=bool(get(p, "recon.ddim.clip_sample", True)),
         clip_sample_range=float(get(p, "recon.ddim.clip_sample_range", 1.0)),
+        eps_scale=get(p, "recon.ddim.eps_scale", "model"),
     )
     result["dataset"] = dataset
     report.parent.mkdir(parents=True, exist_ok=True)

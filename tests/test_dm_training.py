@@ -232,9 +232,11 @@ def test_colour_error_by_t_measures_the_x0_estimate(prediction_type: str) -> Non
 
 
 def test_v_prediction_model_trains_samples_and_reconstructs(tmp_path: Path) -> None:
-    """The option reaches the saved scheduler, so sampling and DDIM inversion use v too."""
+    """The option reaches the saved scheduler, so sampling and DDIM inversion use v too; so does the
+    sampler's epsilon scaling."""
     out = tmp_path / "adm_v"
-    report = train_dm(small(steps=6, prediction_type="v_prediction"), faces(16), out, seed=0, device="cpu")
+    cfg = small(steps=6, prediction_type="v_prediction", eps_scale=1.01)
+    report = train_dm(cfg, faces(16), out, seed=0, device="cpu")
     assert np.isfinite(report["final_loss_avg100"])
     saved = json.loads((out / "scheduler" / "scheduler_config.json").read_text())
     assert saved["prediction_type"] == "v_prediction"
@@ -242,6 +244,7 @@ def test_v_prediction_model_trains_samples_and_reconstructs(tmp_path: Path) -> N
     rec = DDIMReconstructor(out, steps=3, device="cpu", resolution=RES)
     assert rec.scheduler.config.prediction_type == "v_prediction"
     assert rec.inverse_scheduler.config.prediction_type == "v_prediction"
+    assert rec.eps_scale == 1.01  # recon.ddim.eps_scale: model
     recon = rec(faces(2))
     assert recon.shape == (2, 3, RES, RES) and np.isfinite(recon).all()
     with pytest.raises(ConfigError, match="prediction_type"):

@@ -11,7 +11,9 @@ inputs it sees there (its own previous steps) are not the training marginals (ex
 that excess keeps the fine detail the posterior-mean steps otherwise smooth away. It needs no retraining and
 no change to the scheduler: ``lambda = 1`` is the plain sampler. The scaled estimate is converted back to the
 model's prediction type, so every diffusers scheduler applies it unchanged. DDIM inversion and reconstruction
-(`pipeline.inversion.ddim`) never scale: they use the model as trained.
+(`pipeline.inversion.ddim`) apply the same lambda by default (`saved_eps_scale`; ``recon.ddim.eps_scale:
+model``): a model reconstructs with the sampler that drew its fakes, step count aside (``sample_steps`` vs
+``recon.steps``, an argument of each run, not a scheduler setting).
 """
 
 from __future__ import annotations
@@ -42,7 +44,15 @@ from pipeline.progress import progress
 if TYPE_CHECKING:
     from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-__all__ = ["SamplingError", "load_sampler", "run_sampler", "sample_dm", "sample_folder", "scale_epsilon"]
+__all__ = [
+    "SamplingError",
+    "load_sampler",
+    "run_sampler",
+    "sample_dm",
+    "sample_folder",
+    "saved_eps_scale",
+    "scale_epsilon",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -99,14 +109,33 @@ def load_sampler(folder: Path) -> SchedulerMixin:
     return classes[cls].from_config(cfg)
 
 
-def _saved_sampling(folder: Path) -> dict[str, Any]:
-    """``sample_steps`` and ``eps_scale`` of the model's training config (reports older than epsilon
-    scaling have no ``eps_scale``: 1, the plain sampler)."""
+def _saved_config(folder: Path) -> dict[str, Any] | None:
+    """The training config in ``folder/train_report.json`` (written by `train_dm`), or None without one."""
     rep = folder / "train_report.json"
     if not rep.is_file():
-        raise ModelLoadError(f"{str(rep)!r} is missing; pass `steps` and `eps_scale` to sample_dm.")
-    cfg = json.loads(rep.read_text())["config"]
-    return {"steps": int(cfg["sample_steps"]), "eps_scale": float(cfg.get("eps_scale", 1.0))}
+        return None
+    try:
+        return dict(json.loads(rep.read_text())["config"])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise ModelLoadError(f"{str(rep)!r} has no readable `config`: {exc}.") from exc
+
+
+def saved_eps_scale(folder: str | Path) -> float:
+    """The epsilon-scaling lambda the model's own sampler uses: ``eps_scale`` of its training config; 1 (the
+    plain sampler) for a folder without ``train_report.json`` (any checkpoint not trained here) or a report
+    older than epsilon scaling."""
+    cfg = _saved_config(Path(folder))
+    return 1.0 if cfg is None else float(cfg.get("eps_scale", 1.0))
+
+
+def _saved_sampling(folder: Path) -> dict[str, Any]:
+    """``sample_steps`` and ``eps_scale`` of the model's training config."""
+    cfg = _saved_config(folder)
+    if cfg is None:
+        raise ModelLoadError(
+            f"{str(folder / 'train_report.json')!r} is missing; pass `steps` and `eps_scale` to sample_dm."
+        )
+    return {"steps": int(cfg["sample_steps"]), "eps_scale": saved_eps_scale(folder)}
 
 
 def sample_dm(

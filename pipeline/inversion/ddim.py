@@ -10,6 +10,12 @@ and the timestep spacings it allows are explained there).
 Following diffusers' inversion pipelines, the inverse step to noise level t evaluates the UNet at t on
 the current (less noisy) sample. Scheduler arithmetic is float32; only the UNet runs under autocast.
 
+Epsilon scaling (``recon.ddim.eps_scale``): both chains divide the noise estimate by the lambda the model's
+own sampler used for its fakes (`pipeline.demo.dm_sampling.saved_eps_scale`: the demo ``adm`` 1.005 in the
+medium and full profiles; 1, i.e. none, for a checkpoint not trained here), so a generator is inverted and
+reconstructed with the sampler that made its images. The scaled estimate is taken in the noise estimate the
+scheduler's step derives, at the noise level that step converts with (`step_alpha_bar`).
+
 Model folders: a pipeline-style folder (``unet/`` + ``scheduler/scheduler_config.json``, what
 `pipeline.demo.dm_training.train_dm` writes) or a model folder with the UNet at its root and a
 ``scheduler_config.json`` beside it, e.g. a download of the hub model ``google/ddpm-ema-celebahq-256``
@@ -30,6 +36,7 @@ import numpy as np
 import torch
 from diffusers import DDIMInverseScheduler, DDIMScheduler, UNet2DModel
 
+from pipeline.demo.dm_sampling import saved_eps_scale, scale_epsilon
 from pipeline.device import autocast_dtype, parse_precision, resolve_device
 from pipeline.errors import ConfigError, ModelLoadError, MultireconError
 from pipeline.imaging import to_model
@@ -49,7 +56,9 @@ __all__ = [
     "build_ddim_schedulers",
     "load_ddim_model",
     "locate_model_parts",
+    "resolve_eps_scale",
     "run_ddim_reconstruction",
+    "step_alpha_bar",
 ]
 
 logger = logging.getLogger(__name__)
@@ -144,6 +153,48 @@ def _warn_if_sampled_differently(saved: dict[str, Any], used: DDIMScheduler, pat
         )
 
 
+def resolve_eps_scale(eps_scale: float | str, model_dir: str | Path) -> float:
+    """``recon.ddim.eps_scale`` as a number: ``"model"`` is the model's own sampling lambda
+    (`saved_eps_scale`), a number is used as given (1 = no scaling); a different lambda than the model's
+    sampler is logged, since its fakes were then not drawn with the reconstruction's settings."""
+    own = saved_eps_scale(model_dir)
+    if eps_scale == "model":
+        return own
+    try:
+        value = float(eps_scale)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0.5 <= value <= 2.0:
+        raise ConfigError(
+            "`recon.ddim.eps_scale` must be 'model' or a number in [0.5, 2] (1 = off). "
+            f"Got {eps_scale!r} instead."
+        )
+    if value != own:
+        logger.warning(
+            "reconstruction scales epsilon by 1/%s but the model's own sampler in %r uses 1/%s: its fakes"
+            " were not sampled with the reconstruction's settings (recon.ddim.eps_scale)",
+            value,
+            str(model_dir),
+            own,
+        )
+    return value
+
+
+def step_alpha_bar(scheduler: DDIMScheduler | DDIMInverseScheduler, t: torch.Tensor | int) -> torch.Tensor:
+    """The alpha_bar with which ``scheduler.step(output, t, x)`` turns the model output into a noise estimate.
+
+    The forward step converts at t. The inverse step to level t converts at the level it starts from, one
+    stride below (``initial_alpha_cumprod`` below 0), as diffusers' ``DDIMInverseScheduler.step`` does
+    (0.42.1; `tests/test_ddim_eps_scale.py` checks the implied estimate, so a change there fails a test).
+    """
+    t = int(t)
+    if isinstance(scheduler, DDIMInverseScheduler):
+        cfg = scheduler.config
+        src = min(t - cfg.num_train_timesteps // scheduler.num_inference_steps, cfg.num_train_timesteps - 1)
+        return scheduler.alphas_cumprod[src] if src >= 0 else torch.as_tensor(scheduler.initial_alpha_cumprod)
+    return scheduler.alphas_cumprod[t]
+
+
 def load_ddim_model(
     model_dir: str | Path,
     *,
@@ -223,6 +274,9 @@ class DDIMReconstructor:
         expected_hash (`str`, *optional*): required UNet weight hash.
         clip_sample (`bool`, defaults to True): clip predicted x0 in both chains (``recon.ddim.clip_sample``).
         clip_sample_range (`float`, defaults to 1.0): its bound (``recon.ddim.clip_sample_range``).
+        eps_scale (`float | str`, defaults to `"model"`): epsilon-scaling lambda of both chains
+            (``recon.ddim.eps_scale``; module docstring): ``"model"`` = the model's own sampler's, a number
+            as given, 1 = none.
 
     Call with uint8 `(B, 3, H, W)`; returns float32 `(B, 3, H, W)` reconstructions in model units
     `[-1, 1]`, unclipped. Deterministic for a given input (eta = 0, no noise is drawn).
@@ -242,6 +296,7 @@ class DDIMReconstructor:
         expected_hash: str | None = None,
         clip_sample: bool = True,
         clip_sample_range: float = 1.0,
+        eps_scale: float | str = "model",
     ) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"`recon.batch_size` must be a positive int. Got {batch_size!r} instead.")
@@ -258,6 +313,8 @@ class DDIMReconstructor:
         if not isinstance(steps, int) or not 1 <= steps <= t_max:
             raise ConfigError(f"`recon.steps` must be an int in [1, {t_max}]. Got {steps!r} instead.")
         self.steps = steps
+        self.eps_scale = resolve_eps_scale(eps_scale, self.model.model_dir)
+        self._prediction_type = str(self.model.scheduler.config.prediction_type)
         self.batch_size = batch_size
         self.resolution = int(self.model.unet.config.sample_size)
         dtype = autocast_dtype(self.device, self.precision)
@@ -289,8 +346,8 @@ class DDIMReconstructor:
         """Run one deterministic DDIM chain: UNet (maybe autocast) then float32 ``scheduler.step``.
 
         ``scheduler`` is the forward scheduler (x_T -> x0, Eq. 2) or the inverse one (x0 -> x_T, Eq. 3);
-        both take the UNet's output at timestep t (epsilon or v: the scheduler config's ``prediction_type``)
-        and the float32 sample.
+        both take the UNet's output at timestep t (epsilon or v: the scheduler config's ``prediction_type``),
+        epsilon-scaled when ``eps_scale`` != 1, and the float32 sample.
         """
         x = x.to(self.device, torch.float32)
         for t in scheduler.timesteps:
@@ -300,7 +357,11 @@ class DDIMReconstructor:
             else:
                 with torch.autocast(device_type=self.device.type, dtype=dtype):
                     out = self.unet(inp, t, return_dict=False)[0]
-            x = scheduler.step(out.float(), t, x, return_dict=False)[0]
+            out = out.float()
+            if self.eps_scale != 1.0:
+                alpha_bar = step_alpha_bar(scheduler, t).to(x.device)
+                out = scale_epsilon(out, x, alpha_bar, self._prediction_type, self.eps_scale)
+            x = scheduler.step(out, t, x, return_dict=False)[0]
         return x
 
     def _run(self, x: torch.Tensor, chains: tuple[DDIMScheduler | DDIMInverseScheduler, ...]) -> torch.Tensor:
@@ -370,6 +431,7 @@ class DDIMReconstructor:
             "inverse_scheduler": _scheduler_json(self.inverse_scheduler),
             "steps": self.steps,
             "eta": 0.0,
+            "eps_scale": self.eps_scale,
             "precision": self.precision,
             "autocast_dtype": None if dtype is None else str(dtype).removeprefix("torch."),
             "resolution": self.resolution,
@@ -411,6 +473,7 @@ def run_ddim_reconstruction(
     progress: bool = True,
     clip_sample: bool = True,
     clip_sample_range: float = 1.0,
+    eps_scale: float | str = "model",
 ) -> dict[str, Any]:
     """Reconstruct a whole input cache into ``out`` (resumable) and return the stage report.
 
@@ -423,6 +486,7 @@ def run_ddim_reconstruction(
     rec = DDIMReconstructor(
         model_dir, steps=steps, batch_size=batch_size, device=device, precision=precision,
         compile=compile, resolution=resolution, clip_sample=clip_sample, clip_sample_range=clip_sample_range,
+        eps_scale=eps_scale,
     )  # fmt: skip
     n = int(open_store(Path(input_store))["image"].shape[0])
     wrapped = _Progress(rec, n, progress)
@@ -444,6 +508,7 @@ def run_ddim_reconstruction(
         "images_per_s": round(built.images_per_s, 3),
         "nonfinite_retries": rec.nonfinite_retries,
         "steps": steps,
+        "eps_scale": rec.eps_scale,
         "precision": precision,
         "batch_size": batch_size,
         "own_generator": Path(model_dir).name,
