@@ -177,3 +177,11 @@ def test_recon_clip_settings_differing_from_the_models_own_sampler_are_logged(
     with caplog.at_level(logging.WARNING, logger="pipeline.inversion.ddim"):
         load_ddim_model(folder, resolution=RES)
     assert "not sampled with the reconstruction's settings" in caplog.text and "2.0" in caplog.text
+
+
+def test_x0_predicting_model_is_refused_before_loading(tmp_path: Path) -> None:
+    """Its first inverse step's noise estimate divides by sqrt(1 - 1): say so, not "NaN in float32" later."""
+    folder = save_model(tmp_path / "m", prediction_type="sample")
+    with pytest.raises(ModelLoadError, match="cannot be DDIM-inverted") as e:
+        DDIMReconstructor(folder, steps=3, device="cpu", resolution=RES)
+    assert str(folder / "scheduler" / "scheduler_config.json") in str(e.value)

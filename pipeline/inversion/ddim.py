@@ -206,7 +206,8 @@ def load_ddim_model(
     """Validate a diffusers model folder, then load it (CPU, float32, eval mode).
 
     Every check that can fail (layout, UNet kind, channels, ``sample_size`` vs ``resolution``, scheduler
-    settings, weight hash) runs before the weights are read, and errors name the path and the problem.
+    settings and prediction type, weight hash) runs before the weights are read, and errors name the path and
+    the problem.
 
     Args:
         model_dir (`str | Path`): pipeline-style or model-style folder (see the module docstring).
@@ -222,6 +223,13 @@ def load_ddim_model(
         sched_cfg = json.loads(sched_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ModelLoadError(f"scheduler config {str(sched_path)!r} is not readable JSON: {exc}.") from exc
+    if sched_cfg.get("prediction_type") == "sample":
+        raise ModelLoadError(
+            f"scheduler config {str(sched_path)!r}: `prediction_type` = 'sample' (an x0-predicting model)"
+            " cannot be DDIM-inverted: inversion starts at the clean image (alpha_bar = 1), where the noise"
+            " estimate such a model implies, (x - sqrt(alpha_bar) x0) / sqrt(1 - alpha_bar), divides by zero."
+            " An epsilon or v_prediction model is needed."
+        )
     scheduler, inverse = build_ddim_schedulers(
         sched_cfg,
         clip_sample=clip_sample,
