@@ -13,7 +13,12 @@ from diffusers import DDPMScheduler
 
 from pipeline.demo.dm_sampling import saved_eps_scale, scale_epsilon
 from pipeline.errors import ConfigError, ModelLoadError
-from pipeline.inversion.ddim import DDIMReconstructor, build_ddim_schedulers, step_alpha_bar
+from pipeline.inversion.ddim import (
+    DDIMReconstructor,
+    build_ddim_schedulers,
+    own_sampler_agreement,
+    step_alpha_bar,
+)
 from tests.test_ddim_model import RES, save_model
 
 if TYPE_CHECKING:
@@ -90,3 +95,23 @@ def test_bad_eps_scale_names_the_key(tmp_path: Path) -> None:
     (folder / "train_report.json").write_text("{not json")
     with pytest.raises(ModelLoadError, match=r"train_report\.json"):
         DDIMReconstructor(folder, steps=2, device="cpu", resolution=RES)
+
+
+def test_own_sampler_agreement_compares_every_scheduler_setting(tmp_path: Path) -> None:
+    hub = save_model(tmp_path / "hub")  # a DDPM scheduler config, no train report: nothing to compare
+    rec = DDIMReconstructor(hub, steps=3, device="cpu", resolution=RES)
+    assert own_sampler_agreement(rec.model, rec.eps_scale) == {
+        "scheduler": "DDPMScheduler", "same_scheduler_config": None, "differing_settings": [],
+        "eps_scale": 1.0, "same_eps_scale": True, "sample_steps": None,
+    }  # fmt: skip
+    own = save_model(tmp_path / "adm")  # as train_dm saves it: the DDIM sampler it samples with
+    cfg = dict(DDPMScheduler(num_train_timesteps=1000).config)
+    build_ddim_schedulers(cfg)[0].save_pretrained(str(own / "scheduler"))
+    write_report(own, eps_scale=LAMBDA)
+    rec = DDIMReconstructor(own, steps=3, device="cpu", resolution=RES)
+    agree = own_sampler_agreement(rec.model, rec.eps_scale)
+    assert agree["same_scheduler_config"] is True and agree["differing_settings"] == []
+    assert agree["same_eps_scale"] and agree["eps_scale"] == LAMBDA and agree["sample_steps"] == 4
+    rec = DDIMReconstructor(own, steps=3, device="cpu", resolution=RES, clip_sample_range=2.0, eps_scale=1.0)
+    agree = own_sampler_agreement(rec.model, rec.eps_scale)
+    assert agree["differing_settings"] == ["clip_sample_range"] and not agree["same_eps_scale"]

@@ -86,6 +86,7 @@ def test_stage_writes_store_and_report(workspace: Path) -> None:
     assert report["mse"]["generator=adm"]["n"] == 5
     # A 30-step model is too weak for the premise (tested in test_ddim_reconstruct); only the verdict's form.
     assert isinstance(report["premise_holds_mse"], bool) and "family=dm" in report["mse_over_var"]
+    assert set(report["own_sampler"]) >= {"same_scheduler_config", "same_eps_scale", "sample_steps"}
     assert report["provenance"]["steps"] == 5 and report["provenance"]["scheduler"]["clip_sample"] is True
     reader = CacheReader(workspace / "images.zarr", {"ddim": workspace / "ddim.zarr"})
     data = reader.load(["image", "ddim.recon", "ddim.residual", "ddim.mse"])

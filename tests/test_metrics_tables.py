@@ -123,3 +123,25 @@ def test_claim2_merges_recon_stores_and_quotes_own_generator(tmp_path: Path) -> 
     assert "| gan | real |" in text and "| ddim | real |" in text
     assert "own generator `stylegan`" in text and "raw **holds**" in text
     assert "normalisation **fails**" in text
+
+
+def test_claims_say_whether_ddim_reconstruction_used_the_models_own_sampler_settings(tmp_path: Path) -> None:
+    eval_dir = _write(tmp_path, [_metrics("dire", "dire", 0.5, 0.9, 0.8)])
+    own = {"scheduler": "DDIMScheduler", "same_scheduler_config": True, "differing_settings": [],
+           "eps_scale": 1.005, "same_eps_scale": True, "sample_steps": 100}  # fmt: skip
+    same = tmp_path / "ddim_demo.json"
+    same.write_text(json.dumps({"steps": 10, "eps_scale": 1.005, "own_sampler": own}))
+    text = write_summary(eval_dir, tmp_path / "r", recon_reports=[same])["claims"].read_text()
+    assert "vs the model's own sampler: **same settings**: the same DDIM scheduler config," in text
+    assert "epsilon scaling 1.005 (sampler 1.005), 10 steps vs the sampler's 100 (the step" in text
+    other = own | {"same_scheduler_config": False, "differing_settings": ["clip_sample_range"],
+                   "same_eps_scale": False}  # fmt: skip
+    same.write_text(json.dumps({"steps": 10, "eps_scale": 1.0, "own_sampler": other}))
+    text = write_summary(eval_dir, tmp_path / "r", recon_reports=[same])["claims"].read_text()
+    assert "**not the sampler's settings**" in text and "differs in `clip_sample_range`" in text
+    hub = own | {"scheduler": "DDPMScheduler", "same_scheduler_config": None, "sample_steps": None,
+                 "eps_scale": 1.0}  # fmt: skip
+    same.write_text(json.dumps({"steps": 10, "eps_scale": 1.0, "own_sampler": hub}))
+    text = write_summary(eval_dir, tmp_path / "r", recon_reports=[same])["claims"].read_text()
+    assert "a DDPMScheduler, not DDIM: settings not comparable, epsilon scaling 1.0 (sampler 1.0)" in text
+    assert "1.0), 10 steps (the step count is a run argument" in text

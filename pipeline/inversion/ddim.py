@@ -56,6 +56,7 @@ __all__ = [
     "build_ddim_schedulers",
     "load_ddim_model",
     "locate_model_parts",
+    "own_sampler_agreement",
     "resolve_eps_scale",
     "run_ddim_reconstruction",
     "step_alpha_bar",
@@ -178,6 +179,37 @@ def resolve_eps_scale(eps_scale: float | str, model_dir: str | Path) -> float:
             own,
         )
     return value
+
+
+_NOT_SETTINGS = ("_class_name", "_diffusers_version")
+
+
+def own_sampler_agreement(model: DdimModel, eps_scale: float) -> dict[str, Any]:
+    """How the reconstruction's settings compare with the model's own sampler, for the stage report.
+
+    The model folder's saved scheduler config is the sampler its fakes came from (`train_dm` saves the DDIM
+    sampler it samples with); ``same_scheduler_config`` is None when that sampler is not DDIM (e.g. a hub
+    model's DDPM config), else whether every setting matches the forward scheduler used here.
+    ``sample_steps`` is None without ``train_report.json``: the step count is a run argument, not compared.
+    """
+    saved = model.scheduler_source
+    cls = saved.get("_class_name")
+    used = dict(model.scheduler.config)
+    differing: list[str] = []
+    if cls == "DDIMScheduler":
+        differing = sorted(k for k in saved if k not in _NOT_SETTINGS and saved[k] != used.get(k))
+    report_path = model.model_dir / "train_report.json"
+    steps = None
+    if report_path.is_file():
+        steps = json.loads(report_path.read_text()).get("config", {}).get("sample_steps")
+    return {
+        "scheduler": cls,
+        "same_scheduler_config": (not differing) if cls == "DDIMScheduler" else None,
+        "differing_settings": differing,
+        "eps_scale": saved_eps_scale(model.model_dir),
+        "same_eps_scale": saved_eps_scale(model.model_dir) == eps_scale,
+        "sample_steps": steps,
+    }
 
 
 def step_alpha_bar(scheduler: DDIMScheduler | DDIMInverseScheduler, t: torch.Tensor | int) -> torch.Tensor:
@@ -487,7 +519,9 @@ def run_ddim_reconstruction(
 
     The report holds images/s, float32 retries, and mean MSE (raw, as PSNR and over pixel variance) overall,
     per family and per generator when a manifest is given; ``premise_holds_*`` says whether the generator
-    named like the model folder (``data/models/adm`` -> ``adm``) reconstructs best of all generators.
+    named like the model folder (``data/models/adm`` -> ``adm``) reconstructs best of all generators;
+    ``own_sampler`` compares the reconstruction's settings with the model's own sampler
+    (`own_sampler_agreement`).
     """
     from pipeline.cache import build_recon_store, open_store
 
@@ -517,6 +551,7 @@ def run_ddim_reconstruction(
         "nonfinite_retries": rec.nonfinite_retries,
         "steps": steps,
         "eps_scale": rec.eps_scale,
+        "own_sampler": own_sampler_agreement(rec.model, rec.eps_scale),
         "precision": precision,
         "batch_size": batch_size,
         "own_generator": Path(model_dir).name,

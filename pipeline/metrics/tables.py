@@ -264,9 +264,36 @@ def _claim2(ms: list[dict[str, Any]], extra_reports: dict[str, Any]) -> list[str
                 f" (all images): raw **{raw}**, after contrast normalisation **{norm}**.\n"
             )
     for name, rep in extra_reports.items():
+        line = _own_sampler_line(name, rep)
+        if line:
+            lines.append(line)
+    for name, rep in extra_reports.items():
         lines.append(f"Reconstruction report `{name}`:\n")
         lines.append("```json\n" + json.dumps(rep, indent=2, sort_keys=True)[:4000] + "\n```\n")
     return lines
+
+
+def _own_sampler_line(name: str, rep: dict[str, Any]) -> str | None:
+    """Whether a DDIM reconstruction ran with the settings its model's own sampler drew fakes with."""
+    own = rep.get("own_sampler")
+    if not own:
+        return None
+    if own.get("same_scheduler_config") is None:
+        sched = f"its saved sampler is a {own.get('scheduler')}, not DDIM: settings not comparable"
+    elif own["same_scheduler_config"]:
+        sched = "the same DDIM scheduler config"
+    else:
+        keys = ", ".join(f"`{k}`" for k in own["differing_settings"])
+        sched = f"a DDIM scheduler config that differs in {keys}"
+    eps = f"epsilon scaling {rep.get('eps_scale')} (sampler {own.get('eps_scale')})"
+    steps = own.get("sample_steps")
+    step_text = f"{rep.get('steps')} steps" + (f" vs the sampler's {steps}" if steps is not None else "")
+    same = own.get("same_scheduler_config") and own.get("same_eps_scale")
+    verdict = "**same settings**" if same else "**not the sampler's settings**"
+    return (
+        f"- `{name}`: reconstruction vs the model's own sampler: {verdict}: {sched}, {eps}, {step_text}"
+        " (the step count is a run argument, not a scheduler setting).\n"
+    )
 
 
 def _control_check(ms: list[dict[str, Any]]) -> list[str]:
