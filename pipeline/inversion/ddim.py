@@ -198,6 +198,7 @@ def own_sampler_agreement(model: DdimModel, eps_scale: float) -> dict[str, Any]:
     differing: list[str] = []
     if cls == "DDIMScheduler":
         differing = sorted(k for k in saved if k not in _NOT_SETTINGS and saved[k] != used.get(k))
+    own_eps = saved_eps_scale(model.model_dir)
     report_path = model.model_dir / "train_report.json"
     steps = None
     if report_path.is_file():
@@ -206,8 +207,8 @@ def own_sampler_agreement(model: DdimModel, eps_scale: float) -> dict[str, Any]:
         "scheduler": cls,
         "same_scheduler_config": (not differing) if cls == "DDIMScheduler" else None,
         "differing_settings": differing,
-        "eps_scale": saved_eps_scale(model.model_dir),
-        "same_eps_scale": saved_eps_scale(model.model_dir) == eps_scale,
+        "eps_scale": own_eps,
+        "same_eps_scale": own_eps == eps_scale,
         "sample_steps": steps,
     }
 
